@@ -1,0 +1,60 @@
+"""gradserve: the derivatives of tabular neural models, in process and over HTTP.
+
+In process::
+
+    import gradserve
+    model = gradserve.load_model("path/to/repo/borehole")   # latest version
+    w = model.get_weights()                                  # (p, 1)
+    dy = model.forward_derivative(w, dw, x, dx=None)         # (n, k)
+    pw, px = model.gradient(w, x, py)                        # (p, 1), (n, m)
+"""
+
+from .engine import DEFAULT_BUCKETS, Model, SetWeightsStatus
+from .errors import (
+    Forbidden,
+    GradserveError,
+    InvalidInput,
+    ModelFormatError,
+    ModelNotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+    WeightsConflict,
+)
+from .loading import from_arrays, load_model, save_model
+from .repository import ModelRepository
+from .spec import Feature, Layer, ModelSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "Feature",
+    "Forbidden",
+    "GradserveError",
+    "InvalidInput",
+    "Layer",
+    "Model",
+    "ModelFormatError",
+    "ModelNotFound",
+    "ModelRepository",
+    "ModelSpec",
+    "PayloadTooLarge",
+    "SetWeightsStatus",
+    "Unauthorized",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "WeightsConflict",
+    "demo_repository",
+    "from_arrays",
+    "load_model",
+    "save_model",
+]
+
+
+def demo_repository() -> str:
+    """Path of the bundled demo model repository (borehole, a classifier, an autoencoder)."""
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "demo_models")

@@ -1,0 +1,259 @@
+"""The in-process model: NeurEco Tabular's four gradient methods, plus evaluate, in JAX.
+
+Compiled functions of (w, x) are built for a fixed set of batch sizes (buckets). A batch is padded
+up to the nearest bucket, and one larger than the biggest bucket is cut into chunks, so no request
+shape ever causes a new trace once a bucket has been compiled (``warmup`` compiles them all).
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import Callable
+
+import jax
+import numpy as np
+
+from .arrays import as_matrix, as_vector, check_rows
+from .network import build_forward
+from .spec import ModelSpec
+
+jax.config.update("jax_enable_x64", True)  # float64 models need it; float32 ones are unaffected
+
+__all__ = ["Model", "SetWeightsStatus", "DEFAULT_BUCKETS"]
+
+DEFAULT_BUCKETS = (1, 8, 64, 512, 4096)
+
+
+class SetWeightsStatus(enum.IntEnum):
+    """What ``set_weights`` returns: 0 when the weights were stored, non-zero otherwise."""
+
+    OK = 0
+    WRONG_SHAPE = 1
+    NOT_FINITE = 2
+    NOT_NUMERIC = 3
+
+
+def _kernels(forward: Callable) -> dict[str, Callable]:
+    """The compiled methods, each a pure function of arrays only.
+
+    Signature order is (w, per-call arrays, per-row arrays): the per-row ones are padded.
+    """
+
+    def evaluate(w, x):
+        return forward(w, x)
+
+    def jvp(w, dw, x, dx):
+        return jax.jvp(forward, (w, x), (dw, dx))[1]
+
+    def jvp_w(w, dw, x):
+        # dx=None: inputs held fixed. A separate kernel, so no zero tangent is computed through.
+        return jax.jvp(lambda ww: forward(ww, x), (w,), (dw,))[1]
+
+    def vjp(w, x, py):
+        return jax.vjp(forward, w, x)[1](py)
+
+    return {"evaluate": evaluate, "jvp": jvp, "jvp_w": jvp_w, "vjp": vjp}
+
+
+class Model:
+    """A tabular model y = F(x, w) with its stored weights.
+
+    Shapes: x, dx (n, m) raw inputs; w, dw (p, 1) (``(p,)`` also accepted); y, dy, py (n, k).
+    Arrays are returned in the model's dtype (float64 unless the spec says float32).
+    """
+
+    def __init__(self, spec: ModelSpec, weights: np.ndarray, *, name: str = "model",
+                 version: int = 0, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
+        if not buckets or min(buckets) < 1:
+            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+        self.spec = spec
+        self.name = name
+        self.version = version
+        self.dtype = np.dtype(spec.dtype)
+        self.buckets = tuple(sorted(set(int(b) for b in buckets)))
+        self.trace_count = 0  # grows only when JAX traces a kernel: tests use it to prove no retrace
+        w = as_vector("weights", weights, spec.n_weights, self.dtype)
+        self._state = self._make_state(w)
+        self._forward = build_forward(spec)
+        self._pad_row = np.array([f.shift for f in spec.inputs], dtype=self.dtype)
+        self._jitted = {k: jax.jit(self._counted(f)) for k, f in _kernels(self._forward).items()}
+        self._compiled: dict[tuple[str, int], Callable] = {}
+        self._lock = threading.Lock()
+
+    # --- sizes -----------------------------------------------------------------------------
+
+    @property
+    def n_inputs(self) -> int:
+        return self.spec.n_inputs
+
+    @property
+    def n_outputs(self) -> int:
+        return self.spec.n_outputs
+
+    @property
+    def n_weights(self) -> int:
+        return self.spec.n_weights
+
+    @property
+    def forward_function(self) -> Callable:
+        """The pure JAX function F(w (p,), x (n, m)) -> y (n, k), for composing with other JAX code."""
+        return self._forward
+
+    # --- the four documented methods, and evaluate --------------------------------------------
+
+    def get_weights(self) -> np.ndarray:
+        """The stored weights, a new (p, 1) array."""
+        return self._state[0].reshape(-1, 1).copy()
+
+    def set_weights(self, w: np.ndarray) -> int:
+        """Replace the stored weights with ``w`` (p, 1) or (p,).
+
+        Returns 0 (``SetWeightsStatus.OK``) when stored; a non-zero ``SetWeightsStatus`` when
+        ``w`` has the wrong size, a non-finite entry or is not numeric, and then the previous
+        weights are kept. The update is all or nothing: a concurrent call sees old or new weights.
+        """
+        try:
+            arr = np.asarray(w)
+        except (ValueError, TypeError):
+            return SetWeightsStatus.NOT_NUMERIC
+        if arr.dtype.kind not in "fiu":
+            return SetWeightsStatus.NOT_NUMERIC
+        if arr.shape not in ((self.n_weights, 1), (self.n_weights,)):
+            return SetWeightsStatus.WRONG_SHAPE
+        if not np.isfinite(arr).all():
+            return SetWeightsStatus.NOT_FINITE
+        self._state = self._make_state(arr.reshape(-1).astype(self.dtype))
+        return SetWeightsStatus.OK
+
+    def evaluate(self, x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+        """y (n, k) at inputs x (n, m), with weights ``w`` (p, 1) if given, else the stored ones.
+
+        A given ``w`` is only the evaluation point: the stored weights do not change.
+        """
+        w_dev, x = self._weights_arg(w), self._x(x)
+        return self._rows("evaluate", w_dev, [x], [])[0]
+
+    def forward_derivative(self, w: np.ndarray | None, dw: np.ndarray, x: np.ndarray,
+                           dx: np.ndarray | None = None) -> np.ndarray:
+        """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), shape (n, k).
+
+        w, dw: (p, 1) or (p,); x, dx: (n, m). ``dx=None`` holds the inputs fixed. ``w`` is the
+        evaluation point only (None: the stored weights); the stored weights do not change.
+        """
+        w_dev, x = self._weights_arg(w), self._x(x)
+        dw = as_vector("dw", dw, self.n_weights, self.dtype)
+        if dx is None:
+            return self._rows("jvp_w", w_dev, [x], [dw])[0]
+        dx = as_matrix("dx", dx, self.n_inputs, self.dtype, "the same shape as x")
+        check_rows("dx", dx, x.shape[0])
+        return self._rows("jvp", w_dev, [x, dx], [dw])[0]
+
+    def gradient(self, w: np.ndarray | None, x: np.ndarray,
+                 py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Reverse mode: (pw, px) = (pyᵀ·∂y/∂w, pyᵀ·∂y/∂x), shapes (p, 1) and (n, m).
+
+        py: (n, k), the output perturbation. ``w`` is the evaluation point only (None: the stored
+        weights); the stored weights do not change.
+        """
+        w_dev, x = self._weights_arg(w), self._x(x)
+        py = as_matrix("py", py, self.n_outputs, self.dtype, "one row per row of x, one column per output")
+        check_rows("py", py, x.shape[0])
+        pws, px = self._rows("vjp", w_dev, [x, py], [], summed=0)
+        return pws.reshape(-1, 1), px
+
+    # --- compilation --------------------------------------------------------------------------
+
+    def warmup(self) -> "Model":
+        """Compile every kernel for every bucket now, so no request ever waits for a compile."""
+        for kernel in self._jitted:
+            for bucket in self.buckets:
+                self._executable(kernel, bucket)
+        return self
+
+    def bucket_for(self, n: int) -> int:
+        """The smallest bucket that holds n rows (n at most the largest bucket)."""
+        for bucket in self.buckets:
+            if bucket >= n:
+                return bucket
+        return self.buckets[-1]
+
+    def _executable(self, kernel: str, bucket: int) -> Callable:
+        key = (kernel, bucket)
+        fn = self._compiled.get(key)
+        if fn is None:
+            with self._lock:
+                fn = self._compiled.get(key)
+                if fn is None:
+                    fn = self._jitted[kernel].lower(*self._arg_shapes(kernel, bucket)).compile()
+                    self._compiled[key] = fn
+        return fn
+
+    def _arg_shapes(self, kernel: str, n: int) -> list[jax.ShapeDtypeStruct]:
+        p, m, k = self.n_weights, self.n_inputs, self.n_outputs
+        s = lambda *shape: jax.ShapeDtypeStruct(shape, self.dtype)  # noqa: E731
+        return {
+            "evaluate": [s(p), s(n, m)],
+            "jvp": [s(p), s(p), s(n, m), s(n, m)],
+            "jvp_w": [s(p), s(p), s(n, m)],
+            "vjp": [s(p), s(n, m), s(n, k)],
+        }[kernel]
+
+    def _counted(self, fn: Callable) -> Callable:
+        def traced(*args):
+            self.trace_count += 1  # runs at trace time only
+            return fn(*args)
+        return traced
+
+    # --- running ------------------------------------------------------------------------------
+
+    def _make_state(self, w: np.ndarray) -> tuple[np.ndarray, jax.Array]:
+        w = np.array(w, dtype=self.dtype)
+        w.flags.writeable = False
+        return (w, jax.device_put(w))
+
+    def _weights_arg(self, w: np.ndarray | None) -> jax.Array | np.ndarray:
+        if w is None:
+            return self._state[1]
+        return as_vector("w", w, self.n_weights, self.dtype)
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        return as_matrix("x", x, self.n_inputs, self.dtype, "one row per sample, one column per input")
+
+    def _rows(self, kernel: str, w, row_args: list[np.ndarray], fixed: list[np.ndarray],
+              summed: int | None = None) -> list[np.ndarray]:
+        """Run ``kernel(w, *fixed, *row_args)`` over the rows, padded to buckets and chunked.
+
+        Output ``summed`` (an index, or None) is a sum over rows (pw of a VJP): its chunks are
+        added; every other output is per row and its chunks are concatenated.
+        """
+        n = row_args[0].shape[0]
+        largest = self.buckets[-1]
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, n, largest):
+            rows = min(largest, n - start)
+            bucket = self.bucket_for(rows)
+            chunk = [self._pad(a[start:start + rows], bucket, i == 0) for i, a in enumerate(row_args)]
+            out = self._executable(kernel, bucket)(w, *fixed, *chunk)
+            outs = out if isinstance(out, tuple) else (out,)
+            parts.append([np.asarray(o) if j == summed else np.asarray(o)[:rows]
+                          for j, o in enumerate(outs)])
+        result = []
+        for j in range(len(parts[0])):
+            pieces = [part[j] for part in parts]
+            result.append(sum(pieces[1:], pieces[0]) if j == summed else
+                          pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
+        return result
+
+    def _pad(self, a: np.ndarray, bucket: int, is_x: bool) -> np.ndarray:
+        if a.shape[0] == bucket:
+            return a
+        # x is padded with the input shift (normalised zero) so pad rows stay tame; tangents and
+        # cotangents with zeros, so pad rows add nothing to pw.
+        fill = self._pad_row if is_x else np.zeros(a.shape[1], self.dtype)
+        return np.concatenate([a, np.broadcast_to(fill, (bucket - a.shape[0], a.shape[1]))])
+
+    def __repr__(self) -> str:
+        return (f"Model(name={self.name!r}, version={self.version}, kind={self.spec.kind!r}, "
+                f"m={self.n_inputs}, k={self.n_outputs}, p={self.n_weights}, dtype={self.dtype})")
+

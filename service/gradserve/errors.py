@@ -1,0 +1,94 @@
+"""The one error hierarchy of gradserve.
+
+Every error a caller can cause, or a model file can contain, is a :class:`GradserveError`.
+The hierarchy knows nothing of HTTP: the service maps each class to a status code in one place
+(``gradserve.http.errors``), and the client rebuilds the same classes from the ``type`` field of
+an error body.
+
+    GradserveError
+    ├── ModelFormatError       a model folder, spec or weight file is malformed
+    ├── ModelNotFound          no model (or version) of that name
+    ├── InvalidInput           an array has the wrong shape, dtype or a non-finite entry
+    ├── PayloadTooLarge        a body or answer exceeds a configured limit
+    ├── UnsupportedMediaType   a body is in an encoding the service does not speak
+    ├── WeightsConflict        ``If-Match`` named a version that is no longer current
+    ├── Unauthorized / Forbidden
+    └── Unavailable            not ready yet, or overloaded (retry later)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GradserveError",
+    "ModelFormatError",
+    "ModelNotFound",
+    "InvalidInput",
+    "PayloadTooLarge",
+    "UnsupportedMediaType",
+    "WeightsConflict",
+    "Unauthorized",
+    "Forbidden",
+    "Unavailable",
+]
+
+
+class GradserveError(Exception):
+    """Base class: ``type`` is the stable name that travels in error bodies."""
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.type
+
+
+class ModelFormatError(GradserveError):
+    """A model folder, its spec or its weight file is malformed.
+
+    The message names the file, the field and what was expected.
+    """
+
+    def __init__(self, path: object, field: str | None, problem: str):
+        where = f"{path}" + (f": field {field!r}" if field else "")
+        super().__init__(f"{where}: {problem}")
+        self.path = str(path)
+        self.field = field
+        self.problem = problem
+
+
+class ModelNotFound(GradserveError):
+    """No model, or no version, of that name."""
+
+
+class InvalidInput(GradserveError, ValueError):
+    """An argument has the wrong shape or dtype, or a non-finite value."""
+
+
+class PayloadTooLarge(GradserveError):
+    """A request body, a batch or an answer is larger than the configured limit."""
+
+
+class UnsupportedMediaType(GradserveError):
+    """A request body is in an encoding the service does not speak."""
+
+
+class WeightsConflict(GradserveError):
+    """A conditional weight update named a version that is no longer the current one."""
+
+
+class Unauthorized(GradserveError):
+    """No API key, or one the service does not know."""
+
+
+class Forbidden(GradserveError):
+    """The API key lacks the scope this operation needs."""
+
+
+class Unavailable(GradserveError):
+    """The service cannot take this request now (not ready, overloaded, shutting down)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
