@@ -25,7 +25,7 @@ def load_model(path: str | os.PathLike, *, version: int | None = None,
     Raises ModelFormatError naming the file and field when something on disk is malformed.
     """
     path = Path(path)
-    if (path / SPEC_FILE).is_file():
+    if (path / SPEC_FILE).is_file() or (path.name.isdigit() and path.is_dir()):
         spec, weights = read_version(path)
         name = path.parent.name if path.name.isdigit() else path.name
         number = int(path.name) if path.name.isdigit() else 0

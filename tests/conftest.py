@@ -1,0 +1,20 @@
+"""Fixtures shared by every test: models built once per session (compiling is the slow part)."""
+
+from __future__ import annotations
+
+import pytest
+
+import gradserve
+from factories import random_model
+
+
+@pytest.fixture(scope="session")
+def graph_models() -> list[gradserve.Model]:
+    return [random_model(seed) for seed in range(4)]
+
+
+@pytest.fixture(scope="session")
+def demo_models() -> dict[str, gradserve.Model]:
+    repo = gradserve.ModelRepository(gradserve.demo_repository())
+    return {name: gradserve.load_model(f"{repo.root}/{name}") for name in repo.model_names()}
+
