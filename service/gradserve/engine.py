@@ -14,7 +14,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-from .arrays import as_matrix, as_vector, check_rows
+from .arrays import as_matrix, as_vector, check_finite, check_rows
+from .errors import InvalidInput
 from .network import build_forward
 from .spec import ModelSpec
 
@@ -69,12 +70,11 @@ class Model:
             raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
         self.spec = spec
         self.name = name
-        self.version = version
         self.dtype = np.dtype(spec.dtype)
         self.buckets = tuple(sorted(set(int(b) for b in buckets)))
         self.trace_count = 0  # grows only when JAX traces a kernel: tests use it to prove no retrace
         w = as_vector("weights", weights, spec.n_weights, self.dtype)
-        self._state = self._make_state(w)
+        self._state = self._make_state(w, version)
         self._forward = build_forward(spec)
         self._pad_row = np.array([f.shift for f in spec.inputs], dtype=self.dtype)
         self._jitted = {k: jax.jit(self._counted(f)) for k, f in _kernels(self._forward).items()}
@@ -82,6 +82,19 @@ class Model:
         self._lock = threading.Lock()
 
     # --- sizes -----------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The repository version the stored weights came from (0 if never stored)."""
+        return self._state[2]
+
+    def snapshot(self) -> tuple[np.ndarray, int]:
+        """(stored weights (p,), read-only, version), consistent with each other."""
+        return self._state[0], self._state[2]
+
+    def replace_weights(self, w: np.ndarray, version: int) -> None:
+        """Serve ``w`` (already checked, (p,)) as ``version``, in one step."""
+        self._state = self._make_state(w, version)
 
     @property
     def n_inputs(self) -> int:
@@ -114,17 +127,29 @@ class Model:
         weights are kept. The update is all or nothing: a concurrent call sees old or new weights.
         """
         try:
+            self._state = self._make_state(self.check_weights(w), self.version)
+        except InvalidInput as exc:
+            return exc.status
+        return SetWeightsStatus.OK
+
+    def check_weights(self, w: np.ndarray, name: str = "weights") -> np.ndarray:
+        """``w`` as a (p,) array of the model's dtype, or InvalidInput carrying the
+        ``SetWeightsStatus`` that ``set_weights`` would return."""
+        try:
             arr = np.asarray(w)
         except (ValueError, TypeError):
-            return SetWeightsStatus.NOT_NUMERIC
+            arr = np.array([], dtype=object)
         if arr.dtype.kind not in "fiu":
-            return SetWeightsStatus.NOT_NUMERIC
-        if arr.shape not in ((self.n_weights, 1), (self.n_weights,)):
-            return SetWeightsStatus.WRONG_SHAPE
-        if not np.isfinite(arr).all():
-            return SetWeightsStatus.NOT_FINITE
-        self._state = self._make_state(arr.reshape(-1).astype(self.dtype))
-        return SetWeightsStatus.OK
+            raise InvalidInput(f"{name} must be an array of real numbers, got dtype {arr.dtype}",
+                               SetWeightsStatus.NOT_NUMERIC)
+        p = self.n_weights
+        if arr.shape not in ((p, 1), (p,)):
+            raise InvalidInput(f"{name} must have shape ({p}, 1) or ({p},); got shape {arr.shape}",
+                               SetWeightsStatus.WRONG_SHAPE)
+        try:
+            return check_finite(name, arr.reshape(p).astype(self.dtype))
+        except InvalidInput as exc:
+            raise InvalidInput(exc.message, SetWeightsStatus.NOT_FINITE) from None
 
     def evaluate(self, x: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
         """y (n, k) at inputs x (n, m), with weights ``w`` (p, 1) if given, else the stored ones.
@@ -207,10 +232,12 @@ class Model:
 
     # --- running ------------------------------------------------------------------------------
 
-    def _make_state(self, w: np.ndarray) -> tuple[np.ndarray, jax.Array]:
+    def _make_state(self, w: np.ndarray, version: int) -> tuple[np.ndarray, jax.Array, int]:
+        # One tuple, swapped by one assignment: readers never see weights of one version with
+        # the number of another.
         w = np.array(w, dtype=self.dtype)
         w.flags.writeable = False
-        return (w, jax.device_put(w))
+        return (w, jax.device_put(w), version)
 
     def _weights_arg(self, w: np.ndarray | None) -> jax.Array | np.ndarray:
         if w is None:

@@ -8,6 +8,7 @@ an error body.
     GradserveError
     ├── ModelFormatError       a model folder, spec or weight file is malformed
     ├── ModelNotFound          no model (or version) of that name
+    ├── MalformedBody          a request body that cannot be decoded (bad JSON, truncated binary)
     ├── InvalidInput           an array has the wrong shape, dtype or a non-finite entry
     ├── PayloadTooLarge        a body or answer exceeds a configured limit
     ├── UnsupportedMediaType   a body is in an encoding the service does not speak
@@ -23,6 +24,7 @@ __all__ = [
     "ModelFormatError",
     "ModelNotFound",
     "InvalidInput",
+    "MalformedBody",
     "PayloadTooLarge",
     "UnsupportedMediaType",
     "WeightsConflict",
@@ -62,8 +64,19 @@ class ModelNotFound(GradserveError):
     """No model, or no version, of that name."""
 
 
+class MalformedBody(GradserveError):
+    """A request body cannot be decoded: invalid JSON, a truncated binary payload, wrong types."""
+
+
 class InvalidInput(GradserveError, ValueError):
-    """An argument has the wrong shape or dtype, or a non-finite value."""
+    """An argument has the wrong shape or dtype, or a non-finite value.
+
+    ``status``, when set, is the non-zero ``set_weights`` status this refusal corresponds to.
+    """
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 class PayloadTooLarge(GradserveError):

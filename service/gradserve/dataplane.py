@@ -1,0 +1,190 @@
+"""The data plane: models, their weights and their derivatives, with no HTTP in it.
+
+It takes and returns numpy arrays and raises the domain errors of ``gradserve.errors``. Every
+front end (the REST routes; any other protocol) calls it; none validates or computes on its own.
+Compiled calls run on a bounded thread pool, so an asyncio front end never blocks on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
+
+import jax
+import numpy as np
+
+from .engine import Model
+from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
+from .metrics import Metrics
+from .repository import ModelRepository
+from .settings import Settings
+
+__all__ = ["DataPlane"]
+
+log = logging.getLogger("gradserve")
+
+
+class DataPlane:
+    """Everything the service does, for every front end."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.repository = ModelRepository(settings.models)
+        self.metrics = Metrics()
+        self._models: dict[str, Model] = {}
+        self._write_locks: dict[str, threading.Lock] = {}
+        self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+        self._ready = threading.Event()
+        self._load_error: BaseException | None = None
+        self.device = str(jax.devices()[0])
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load and compile every model of the repository (blocking); ready afterwards."""
+        try:
+            names = self.repository.model_names()
+            if not names:
+                raise ModelNotFound(f"the model repository {self.repository.root} holds no model "
+                                    "(expected <name>/<version>/model.json)")
+            for name in names:
+                start = time.perf_counter()
+                self.repository.remove_stale_temporaries(name)
+                spec, weights, version = self.repository.read(name)
+                model = Model(spec, weights, name=name, version=version,
+                              buckets=self.settings.buckets).warmup()
+                self._models[name] = model
+                self._write_locks[name] = threading.Lock()
+                log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
+                         name, version, spec.kind, spec.n_inputs, spec.n_outputs, spec.n_weights,
+                         spec.dtype, time.perf_counter() - start)
+            if self.settings.default_model and self.settings.default_model not in self._models:
+                raise ModelNotFound(f"default model {self.settings.default_model!r} is not in the "
+                                    f"repository (models: {', '.join(names)})")
+            # The long-lived objects made so far would otherwise be re-scanned by every full
+            # collection (tens of ms each); freezing them keeps the tail latency low.
+            gc.collect()
+            gc.freeze()
+            self._ready.set()
+            log.info("ready: %d model(s) on %s", len(self._models), self.device)
+        except BaseException as exc:
+            self._load_error = exc
+            raise
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    @property
+    def load_error(self) -> BaseException | None:
+        return self._load_error
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=False)
+
+    # --- models -------------------------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        return sorted(self._models)
+
+    def default_model_name(self) -> str:
+        """The model of the un-prefixed routes: the configured one, else the first by name."""
+        return self.settings.default_model or self.model_names()[0]
+
+    def model(self, name: str | None) -> Model:
+        """The model of that name; None means the default model."""
+        self._require_ready()
+        name = self.default_model_name() if name is None else name
+        try:
+            return self._models[name]
+        except KeyError:
+            raise ModelNotFound(f"no model named {name!r} (models: "
+                                f"{', '.join(self.model_names())})") from None
+
+    def describe(self, name: str | None) -> dict:
+        model = self.model(name)
+        spec = model.spec
+        return {
+            "name": model.name, "kind": spec.kind, "version": model.version, "dtype": spec.dtype,
+            "n_inputs": spec.n_inputs, "n_outputs": spec.n_outputs, "n_weights": spec.n_weights,
+            "inputs": [{"name": f.name, "min": f.min, "max": f.max} for f in spec.inputs],
+            "outputs": [{"name": f.name, "min": f.min, "max": f.max} for f in spec.outputs],
+            "buckets": list(model.buckets), "device": self.device,
+        }
+
+    def _require_ready(self) -> None:
+        if not self.ready:
+            if self._load_error is not None:
+                raise Unavailable(f"the models failed to load: {self._load_error}")
+            raise Unavailable("the service is still loading and compiling its models", retry_after=1)
+
+    # --- weights ------------------------------------------------------------------------------
+
+    def get_weights(self, name: str | None) -> tuple[np.ndarray, int]:
+        """(weights (p, 1), version), read together so they always match."""
+        model = self.model(name)
+        state, version = model.snapshot()
+        return state.reshape(-1, 1).copy(), version
+
+    async def set_weights(self, name: str | None, weights: np.ndarray,
+                          if_version: int | None = None) -> int:
+        """Store ``weights`` as a new version on disk, then serve it; returns the new version.
+
+        Refuses (InvalidInput, with the ``set_weights`` status) a wrong shape or a non-finite
+        entry, and (WeightsConflict) a stale ``if_version``. Either the new version is fully
+        stored and served, or nothing changes.
+        """
+        model = self.model(name)
+        w = model.check_weights(weights)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._store_weights, model, w, if_version)
+
+    def _store_weights(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
+        with self._write_locks[model.name]:
+            if if_version is not None and if_version != model.version:
+                raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
+                                      f"not {if_version}: read the current weights and retry")
+            version = self.repository.write(model.name, model.spec, w,
+                                            if_version=model.version if if_version is not None else None)
+            model.replace_weights(w, version)
+            self.metrics.weight_updates.labels(model.name).inc()
+            return version
+
+    # --- compute --------------------------------------------------------------------------------
+
+    async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
+        model = self.model(name)
+        return await self._run(model, "evaluate", x, lambda: model.evaluate(x, w))
+
+    async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
+        model = self.model(name)
+        return await self._run(model, "forward_derivative", x,
+                               lambda: model.forward_derivative(w, dw, x, dx))
+
+    async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
+        model = self.model(name)
+        return await self._run(model, "gradient", x, lambda: model.gradient(w, x, py))
+
+    async def _run(self, model: Model, method: str, x, call: Callable):
+        rows = np.shape(x)[0] if np.ndim(x) >= 1 else 0
+        if rows > self.settings.max_rows:
+            raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
+                                  "accepted per request (GRADSERVE_MAX_ROWS)")
+        start = time.perf_counter()
+        result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
+        _check_finite_result(method, result)
+        return result
+
+
+def _check_finite_result(method: str, result) -> None:
+    arrays = result if isinstance(result, tuple) else (result,)
+    for arr in arrays:
+        if not np.isfinite(arr).all():
+            raise InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
+                               "probably far outside the range the model was trained on")

@@ -1,0 +1,84 @@
+"""The app factory: ``create_app(settings)`` builds the app; its lifespan loads the models."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..dataplane import DataPlane
+from ..metrics import Metrics
+from ..settings import Settings
+from . import errors, routes
+
+log = logging.getLogger("gradserve")
+
+DESCRIPTION = """Derivatives of tabular neural models y = F(x, w), NeurEco Tabular style:
+`get_weights`, `set_weights`, `forward_derivative` (forward mode) and `gradient` (reverse mode),
+plus `evaluate`. Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
+application/x-safetensors`, as little-endian binary tensors. Errors are
+`{"error": {"type", "message"}}`."""
+
+
+class MetricsMiddleware:
+    """Counts answers by route template and status, and times them (a plain ASGI wrapper: the
+    per-request cost is a few microseconds)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(path, str(status)).inc()
+            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app. Models are loaded and compiled by its lifespan, before it serves."""
+    settings = settings or Settings()
+    plane = DataPlane(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        log.info("gradserve %s: loading %s on %s", __version__, settings.models, plane.device)
+        if plane.device.lower().startswith("tfrt_cpu") or "cpu" in plane.device.lower():
+            log.info("no GPU found: computing on the CPU")
+        await asyncio.get_running_loop().run_in_executor(None, plane.load)
+        try:
+            yield
+        finally:
+            plane.close()
+
+    app = FastAPI(title="gradserve", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.dataplane = plane
+    app.state.settings = settings
+    errors.install(app)
+    app.include_router(routes.router)
+    app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory``: settings from ``GRADSERVE_*`` variables."""
+    return create_app(Settings())

@@ -1,0 +1,83 @@
+"""Domain errors to HTTP, in one place: ``{"error": {"type": ..., "message": ...}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import errors as e
+
+log = logging.getLogger("gradserve")
+
+STATUS: dict[type[e.GradserveError], int] = {
+    e.MalformedBody: 400,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
+    e.ModelNotFound: 404,
+    e.WeightsConflict: 412,
+    e.PayloadTooLarge: 413,
+    e.UnsupportedMediaType: 415,
+    e.InvalidInput: 422,
+    e.Unavailable: 503,
+    e.ModelFormatError: 500,
+}
+_HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+
+
+def status_of(exc: e.GradserveError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(status: int, type_: str, message: str, headers: dict | None = None,
+                   **extra) -> ORJSONResponse:
+    body = {"error": {"type": type_, "message": message, **extra}}
+    return ORJSONResponse(body, status_code=status, headers=headers)
+
+
+async def _domain(request: Request, exc: e.GradserveError) -> ORJSONResponse:
+    status = status_of(exc)
+    headers = {}
+    if isinstance(exc, e.Unavailable) and exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, e.Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    extra = {}
+    if isinstance(exc, e.InvalidInput) and exc.status is not None:
+        extra["status"] = int(exc.status)
+    if status >= 500:
+        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+    return error_response(status, exc.type, exc.message, headers or None, **extra)
+
+
+async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        message = f"no route {request.method} {request.url.path}; see /docs for the API"
+    return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
+
+
+async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    return error_response(422, "InvalidInput", f"{where}: {first.get('msg', 'invalid')}")
+
+
+async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+    log.exception("%s %s: unexpected error", request.method, request.url.path)
+    return error_response(500, "InternalError", f"an internal error occurred ({type(exc).__name__}); "
+                          "it has been logged")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.GradserveError, _domain)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(Exception, _unexpected)

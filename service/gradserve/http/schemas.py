@@ -1,0 +1,87 @@
+"""OpenAPI descriptions of the hand-decoded bodies.
+
+Bodies are decoded with orjson straight into numpy (see ``gradserve.wire``), so FastAPI never
+sees their shape; this module states it for the spec that non-Python users read.
+"""
+
+from __future__ import annotations
+
+from ..wire import BINARY, JSON
+
+
+def matrix(description: str) -> dict:
+    return {"type": "array", "description": description,
+            "items": {"type": "array", "items": {"type": "number"}}}
+
+
+def column(description: str) -> dict:
+    return {"description": description + " Shape (p, 1); (p,) is accepted too.",
+            "oneOf": [{"type": "array", "items": {"type": "array", "items": {"type": "number"},
+                                                   "minItems": 1, "maxItems": 1}},
+                      {"type": "array", "items": {"type": "number"}}]}
+
+
+W_AT = column("Weights to evaluate at (the evaluation point only: the stored weights do not "
+              "change). Omitted or null: the stored weights.")
+X = matrix("Inputs in raw units, shape (n, m), n >= 1.")
+
+REQUESTS = {
+    "evaluate": ({"x": X, "w": W_AT}, ["x"]),
+    "forward_derivative": ({"w": W_AT, "dw": column("Weight perturbation."), "x": X,
+                            "dx": matrix("Input perturbation, shape (n, m). Omitted or null: "
+                                         "inputs held fixed.")}, ["dw", "x"]),
+    "gradient": ({"w": W_AT, "x": X, "py": matrix("Output perturbation, shape (n, k).")},
+                 ["x", "py"]),
+    "set_weights": ({"weights": column("The new weights.")}, ["weights"]),
+}
+
+ANSWERS = {
+    "evaluate": ({"y": matrix("Outputs, shape (n, k).")}, ["y"]),
+    "forward_derivative": ({"dy": matrix("dy = ∂y/∂w·dw + ∂y/∂x·dx, shape (n, k).")}, ["dy"]),
+    "gradient": ({"pw": matrix("pyᵀ·∂y/∂w, shape (p, 1)."),
+                  "px": matrix("pyᵀ·∂y/∂x, shape (n, m).")}, ["pw", "px"]),
+    "get_weights": ({"weights": matrix("The stored weights, shape (p, 1)."),
+                     "version": {"type": "integer"}}, ["weights", "version"]),
+    "set_weights": ({"status": {"type": "integer", "description": "0: stored."},
+                     "version": {"type": "integer", "description": "The new version."}},
+                    ["status", "version"]),
+}
+
+_BINARY_NOTE = (f"`{BINARY}`: the same named arrays as little-endian tensors in the safetensors "
+                "layout (docs/binary-encoding.md); scalars in the header's __metadata__.")
+
+ERROR = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["type", "message"],
+        "properties": {"type": {"type": "string", "description": "The error class, e.g. InvalidInput."},
+                       "message": {"type": "string"},
+                       "status": {"type": "integer", "description": "set_weights status, when a weight vector is refused."}},
+    }},
+}
+
+
+def _object(fields: dict, required: list[str]) -> dict:
+    return {"type": "object", "properties": fields, "required": required,
+            "additionalProperties": False}
+
+
+def request_body(kind: str) -> dict:
+    fields, required = REQUESTS[kind]
+    return {"requestBody": {"required": True, "description": _BINARY_NOTE, "content": {
+        JSON: {"schema": _object(fields, required)},
+        BINARY: {"schema": {"type": "string", "format": "binary"}},
+    }}}
+
+
+def error_responses(*codes: int) -> dict:
+    return {code: {"description": "Error", "content": {JSON: {"schema": ERROR}}} for code in codes}
+
+
+def answer(kind: str, *errors: int, binary: bool = True) -> dict:
+    fields, required = ANSWERS[kind]
+    content = {JSON: {"schema": _object(fields, required)}}
+    if binary:
+        content[BINARY] = {"schema": {"type": "string", "format": "binary"}}
+    return {200: {"description": "OK" + (f"; {_BINARY_NOTE}" if binary else ""), "content": content},
+            **error_responses(*errors)}

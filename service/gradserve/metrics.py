@@ -1,0 +1,37 @@
+"""Prometheus metrics of one service instance (its own registry: no process-global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
+
+_LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_ROW_BUCKETS = (1, 8, 64, 512, 4096, 32768, 262144)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "gradserve_http_requests", "HTTP requests answered, by route and status code",
+            ["route", "status"], registry=self.registry)
+        self.request_seconds = Histogram(
+            "gradserve_http_request_seconds", "Time from request to answer", ["route"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.compute_seconds = Histogram(
+            "gradserve_compute_seconds", "Time in compiled model calls, queueing included",
+            ["model", "method"], buckets=_LATENCY_BUCKETS, registry=self.registry)
+        self.rows = Histogram(
+            "gradserve_rows", "Rows (samples) per call", ["model", "method"],
+            buckets=_ROW_BUCKETS, registry=self.registry)
+        self.weight_updates = Counter(
+            "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
+
+    def observe_compute(self, model: str, method: str, rows: int, seconds: float) -> None:
+        self.compute_seconds.labels(model, method).observe(seconds)
+        self.rows.labels(model, method).observe(rows)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

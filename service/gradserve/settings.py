@@ -1,0 +1,56 @@
+"""The service's settings: one typed class, read from ``GRADSERVE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .engine import DEFAULT_BUCKETS
+
+__all__ = ["Settings"]
+
+
+def _demo_repository() -> Path:
+    return Path(__file__).parent / "demo_models"
+
+
+class Settings(BaseSettings):
+    """Every setting can be given as ``GRADSERVE_<NAME>`` (for example ``GRADSERVE_PORT=9000``)."""
+
+    model_config = SettingsConfigDict(env_prefix="GRADSERVE_", extra="ignore", frozen=True)
+
+    models: Path = Field(default_factory=_demo_repository)
+    """The model repository: a folder of ``<name>/<version>/`` model folders."""
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = Field(8000, ge=0, le=65535)
+    """Port to bind (0: any free port)."""
+    default_model: str | None = None
+    """Model served by the un-prefixed routes (``/gradient``...); default: the only model, or the first by name."""
+    buckets: Annotated[tuple[int, ...], NoDecode] = DEFAULT_BUCKETS
+    """Batch sizes compiled at start-up; larger batches are cut into chunks of the largest."""
+    compute_threads: int = Field(2, ge=1, le=256)
+    """Threads that run compiled model calls, off the event loop."""
+    max_body_bytes: int = Field(256 * 2**20, ge=1024)
+    """Largest request body accepted (413 beyond)."""
+    max_rows: int = Field(1_000_000, ge=1)
+    """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    log_level: str = "info"
+    """Log level of the service's and uvicorn's loggers."""
+
+    @field_validator("buckets", mode="before")
+    @classmethod
+    def _parse_buckets(cls, value):
+        if isinstance(value, str):
+            value = [int(v) for v in value.replace(",", " ").split()]
+        return tuple(sorted(set(value)))
+
+    @field_validator("buckets")
+    @classmethod
+    def _positive(cls, value):
+        if not value or min(value) < 1:
+            raise ValueError("buckets must be positive batch sizes, e.g. '1,8,64,512,4096'")
+        return value

@@ -1,0 +1,130 @@
+"""Request and answer bodies: JSON (nested lists) or binary (safetensors), decoded once into numpy.
+
+Binary bodies use the safetensors layout (``application/x-safetensors``): an 8-byte little-endian
+header length, a JSON header naming each array with its dtype, shape and byte range, then the
+raw little-endian bytes. It carries several named arrays losslessly, is trivial to write from any
+language, cannot execute code, and is the format model weights are already stored in. Scalars
+that travel with arrays (``version``, ``status``) go in the header's ``__metadata__``.
+See docs/binary-encoding.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import orjson
+import safetensors
+import safetensors.numpy
+
+from .errors import MalformedBody, UnsupportedMediaType
+
+__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "wants_binary"]
+
+JSON = "application/json"
+BINARY = "application/x-safetensors"
+_FLOAT_KINDS = "fiu"
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def wants_binary(accept: str | None) -> bool:
+    """True when the Accept header prefers the binary encoding (it is listed, JSON is not first)."""
+    if not accept:
+        return False
+    types = [_media_type(part) for part in accept.split(",")]
+    return BINARY in types and (JSON not in types or types.index(BINARY) < types.index(JSON))
+
+
+def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) -> dict:
+    """Decode a request body into ``{field: numpy array or None}``.
+
+    ``fields`` maps each accepted field to whether it is required. Unknown fields are refused,
+    so a misspelt ``dx`` is not silently read as "inputs held fixed".
+    """
+    media = _media_type(content_type)
+    if media in (JSON, "", "text/json") or media.endswith("+json"):
+        values = _decode_json(body)
+    elif media in (BINARY, "application/octet-stream"):
+        values = _decode_binary(body)
+    else:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; send {JSON} or {BINARY}")
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise MalformedBody(f"unknown field {unknown[0]!r}; expected fields: {', '.join(fields)}")
+    for name, required in fields.items():
+        if required and values.get(name) is None:
+            raise MalformedBody(f"field {name!r} is required (fields: {', '.join(fields)})")
+    return {name: values.get(name) for name in fields}
+
+
+def _decode_json(body: bytes) -> dict:
+    if not body:
+        raise MalformedBody("the request body is empty; expected a JSON object")
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedBody(f"the body is not valid JSON ({exc}); NaN and Infinity are not "
+                            "JSON: send finite numbers") from None
+    if not isinstance(doc, dict):
+        raise MalformedBody(f"the body must be a JSON object, got {type(doc).__name__}")
+    out = {}
+    for name, value in doc.items():
+        if value is None:
+            out[name] = None
+        elif isinstance(value, list):
+            out[name] = _nested_list(name, value)
+        else:
+            raise MalformedBody(f"field {name!r} must be an array (nested lists of numbers), "
+                                f"got {type(value).__name__}")
+    return out
+
+
+def _nested_list(name: str, value: list) -> np.ndarray:
+    try:
+        arr = np.array(value, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise MalformedBody(f"field {name!r} must be a rectangular array of numbers ({exc})") from None
+    return arr
+
+
+def _decode_binary(body: bytes) -> dict:
+    if len(body) < 8:
+        raise MalformedBody(f"a {BINARY} body needs at least 8 bytes, got {len(body)}")
+    header_len = int.from_bytes(body[:8], "little")
+    if header_len > len(body) - 8:
+        raise MalformedBody(f"the binary header claims {header_len} bytes but the body has only "
+                            f"{len(body) - 8} after the length prefix (truncated?)")
+    try:
+        tensors = safetensors.numpy.load(body)
+    except (safetensors.SafetensorError, ValueError, TypeError) as exc:
+        raise MalformedBody(f"the body is not a valid {BINARY} payload ({exc})") from None
+    for name, arr in tensors.items():
+        if arr.dtype.kind not in _FLOAT_KINDS:
+            raise MalformedBody(f"array {name!r} has dtype {arr.dtype}; expected a float or int dtype")
+    return tensors
+
+
+def encode_answer(values: dict, binary: bool, scalars: dict | None = None) -> tuple[bytes, str]:
+    """Encode arrays (and small scalars) as the requested media type: (body, media type)."""
+    if binary:
+        arrays = {k: np.ascontiguousarray(v) for k, v in values.items()}
+        meta = {k: json.dumps(v) for k, v in (scalars or {}).items()}
+        return safetensors.numpy.save(arrays, metadata=meta or None), BINARY
+    doc = dict(scalars or {})
+    doc.update(values)
+    return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), JSON
+
+
+def all_finite(values: dict) -> str | None:
+    """The name of the first array holding a non-finite entry, or None."""
+    for name, arr in values.items():
+        if isinstance(arr, np.ndarray) and not np.isfinite(arr).all():
+            return name
+        if isinstance(arr, float) and not math.isfinite(arr):
+            return name
+    return None
