@@ -6,7 +6,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+import orjson
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors as e
@@ -35,13 +36,18 @@ def status_of(exc: e.GradserveError) -> int:
     return 500
 
 
+def json_response(doc: dict, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, headers=headers,
+                    media_type="application/json")
+
+
 def error_response(status: int, type_: str, message: str, headers: dict | None = None,
-                   **extra) -> ORJSONResponse:
-    body = {"error": {"type": type_, "message": message, **extra}}
-    return ORJSONResponse(body, status_code=status, headers=headers)
+                   extra: dict | None = None) -> Response:
+    return json_response({"error": {"type": type_, "message": message, **(extra or {})}},
+                         status, headers)
 
 
-async def _domain(request: Request, exc: e.GradserveError) -> ORJSONResponse:
+async def _domain(request: Request, exc: e.GradserveError) -> Response:
     status = status_of(exc)
     headers = {}
     if isinstance(exc, e.Unavailable) and exc.retry_after is not None:
@@ -53,10 +59,10 @@ async def _domain(request: Request, exc: e.GradserveError) -> ORJSONResponse:
         extra["status"] = int(exc.status)
     if status >= 500:
         log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
-    return error_response(status, exc.type, exc.message, headers or None, **extra)
+    return error_response(status, exc.type, exc.message, headers or None, extra)
 
 
-async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+async def _http(request: Request, exc: StarletteHTTPException) -> Response:
     type_ = _HTTP_TYPES.get(exc.status_code, "HTTPError")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code == 404:
@@ -64,13 +70,13 @@ async def _http(request: Request, exc: StarletteHTTPException) -> ORJSONResponse
     return error_response(exc.status_code, type_, message, getattr(exc, "headers", None))
 
 
-async def _validation(request: Request, exc: RequestValidationError) -> ORJSONResponse:
+async def _validation(request: Request, exc: RequestValidationError) -> Response:
     first = exc.errors()[0] if exc.errors() else {}
     where = ".".join(str(p) for p in first.get("loc", ()))
     return error_response(422, "InvalidInput", f"{where}: {first.get('msg', 'invalid')}")
 
 
-async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s: unexpected error", request.method, request.url.path)
     return error_response(500, "InternalError", f"an internal error occurred ({type(exc).__name__}); "
                           "it has been logged")

@@ -8,13 +8,14 @@ from __future__ import annotations
 from typing import Annotated, Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Header, Request, Response
-from fastapi.responses import ORJSONResponse, PlainTextResponse
+from fastapi.responses import PlainTextResponse
 
 from ..dataplane import DataPlane
 from ..errors import InvalidInput, PayloadTooLarge
 from ..metrics import CONTENT_TYPE_LATEST
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
+from .errors import json_response
 
 
 def get_dataplane(request: Request) -> DataPlane:
@@ -70,7 +71,7 @@ def _parse_if_match(value: str | None) -> int | None:
 # --- handlers, shared by the named and the default routes --------------------------------------
 
 async def _describe(plane: DataPlane, name: str | None, request: Request) -> Response:
-    return ORJSONResponse(plane.describe(name))
+    return json_response(plane.describe(name))
 
 
 async def _get_weights(plane: DataPlane, name: str | None, request: Request) -> Response:
@@ -83,7 +84,7 @@ async def _put_weights(plane: DataPlane, name: str | None, request: Request) -> 
     if_match = _parse_if_match(request.headers.get("if-match"))
     args = await _decode(plane, request, "set_weights")
     version = await plane.set_weights(name, args["weights"], if_match)
-    return ORJSONResponse({"status": 0, "version": version}, headers={"ETag": f'"{version}"'})
+    return json_response({"status": 0, "version": version}, headers={"ETag": f'"{version}"'})
 
 
 async def _evaluate(plane: DataPlane, name: str | None, request: Request) -> Response:
@@ -105,7 +106,8 @@ async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Res
 
 def _route(method: str, suffix: str, handler: Handler, operation: str, summary: str,
            extra: dict | None = None, responses: dict | None = None) -> None:
-    """Register ``handler`` at ``/models/{name}<suffix>`` and, for the default model, ``<suffix>``."""
+    """Register ``handler`` at ``/models/{name}<suffix>`` and, for the default model, at
+    ``<suffix>`` (``/model`` for the metadata)."""
 
     async def named(name: str, request: Request, plane: Plane) -> Response:
         return await handler(plane, name, request)
@@ -117,10 +119,9 @@ def _route(method: str, suffix: str, handler: Handler, operation: str, summary: 
                   response_class=Response)
     router.add_api_route(f"/models/{{name}}{suffix}", named, operation_id=operation,
                          tags=["models"], **common)
-    if suffix:
-        router.add_api_route(suffix, default, operation_id=f"{operation}_default",
-                             tags=["default model"], description="The same, for the default model.",
-                             **common)
+    router.add_api_route(suffix or "/model", default, operation_id=f"{operation}_default",
+                         tags=["default model"], description="The same, for the default model.",
+                         **common)
 
 
 _COMPUTE_ERRORS = (400, 404, 413, 415, 422, 503)
@@ -142,22 +143,22 @@ _route("POST", "/gradient", _gradient, "gradient", "Reverse mode: (pw, px) = pyá
 
 
 @router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata")
-async def list_models(plane: Plane) -> ORJSONResponse:
-    return ORJSONResponse({"models": [plane.describe(name) for name in plane.model_names()]})
+async def list_models(plane: Plane) -> Response:
+    return json_response({"models": [plane.describe(name) for name in plane.model_names()]})
 
 
 @router.get("/healthz", tags=["health"], operation_id="healthz", summary="Alive")
-async def healthz() -> ORJSONResponse:
-    return ORJSONResponse({"status": "ok"})
+async def healthz() -> Response:
+    return json_response({"status": "ok"})
 
 
 @router.get("/readyz", tags=["health"], operation_id="readyz",
             summary="Ready: every model loaded and compiled",
             responses={503: {"description": "Not ready"}})
-async def readyz(plane: Plane) -> ORJSONResponse:
+async def readyz(plane: Plane) -> Response:
     if plane.ready:
-        return ORJSONResponse({"status": "ready", "models": plane.model_names()})
-    return ORJSONResponse({"status": "not ready"}, status_code=503)
+        return json_response({"status": "ready", "models": plane.model_names()})
+    return json_response({"status": "not ready"}, 503)
 
 
 @router.get("/metrics", tags=["health"], operation_id="metrics", summary="Prometheus metrics",

@@ -1,0 +1,124 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import numpy as np
+
+from ._base import (DEFAULT_TIMEOUT, Call, ClientConfig, ModelCalls, error_of, should_retry,
+                    transport_error)
+
+__all__ = ["Client", "Model"]
+
+
+def _send(http: httpx.Client, config: ClientConfig, call: Call) -> Any:
+    if call.local:
+        return call.decode({})
+    attempt = 0
+    while True:
+        try:
+            response = http.request(call.method, call.path, content=call.content,
+                                    headers=call.headers)
+        except httpx.TransportError as exc:
+            error = transport_error(config, call, exc)
+        else:
+            if not should_retry(config, call, response, attempt):
+                return call.read(response)
+            error = error_of(response)
+        if not call.retry or attempt >= config.retries:
+            raise error from None
+        attempt += 1
+        time.sleep(config.delay(attempt, error))
+
+
+class Model:
+    """One model on the server, with the methods of the in-process model.
+
+    Shapes: x, dx (n, m); w, dw (p, 1) or (p,); py (n, k). ``w=None`` means the weights stored on
+    the server. Returns float64 numpy arrays.
+    """
+
+    def __init__(self, client: "Client", name: str | None):
+        self._client = client
+        self._calls = ModelCalls(client.config, name)
+        self.name = name
+        self.version: int | None = None  # the weights version last read or written
+        self._info: dict | None = None
+
+    def _set_version(self, version: int) -> None:
+        self.version = version
+
+    def info(self) -> dict:
+        """Metadata (name, kind, sizes, input/output ranges), fetched once and cached."""
+        if self._info is None:
+            self._info = self._client._send(self._calls.info())
+        return self._info
+
+    def get_weights(self) -> np.ndarray:
+        """The stored weights, (p, 1). Also records their version in ``self.version``."""
+        return self._client._send(self._calls.get_weights(self._set_version))
+
+    def set_weights(self, w: Any, if_match: int | None = None) -> int:
+        """Store ``w`` (p, 1) as a new version on the server. Returns 0 when stored, non-zero
+        (1 wrong shape, 2 non-finite, 3 not numeric) when the server refuses the vector.
+
+        ``if_match``: store only if the server is still at that version (else WeightsConflict).
+        """
+        return self._client._send(self._calls.set_weights(w, if_match, self._set_version))
+
+    def evaluate(self, x: Any, w: Any = None) -> np.ndarray:
+        """y = F(x, w), (n, k)."""
+        return self._client._send(self._calls.evaluate(x, w))
+
+    def forward_derivative(self, w: Any, dw: Any, x: Any, dx: Any = None) -> np.ndarray:
+        """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), (n, k). ``dx=None``: inputs fixed.
+        ``w`` is only the evaluation point; the stored weights do not change."""
+        return self._client._send(self._calls.forward_derivative(w, dw, x, dx))
+
+    def gradient(self, w: Any, x: Any, py: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Reverse mode: (pw (p, 1), px (n, m)) = (pyᵀ·∂y/∂w, pyᵀ·∂y/∂x) at (w, x)."""
+        return self._client._send(self._calls.gradient(w, x, py))
+
+    def __repr__(self) -> str:
+        return f"Model({self._client.config.base_url!r}, name={self.name!r})"
+
+
+class Client:
+    """A connection pool to one gradserve server. The constructor does no I/O.
+
+    ``encoding``: "binary" (default; lossless and fast) or "json". ``retries``: how many times a
+    compute call or a read is sent again after a connection error or a 503 (with backoff,
+    honouring Retry-After). ``api_key`` defaults to ``$GRADSERVE_API_KEY``. ``transport``: an
+    httpx transport, e.g. ``httpx.ASGITransport(app)`` in tests.
+    """
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, retries: int = 3, encoding: str = "binary",
+                 transport: httpx.BaseTransport | None = None):
+        self.config = ClientConfig.make(base_url, api_key, timeout=timeout, retries=retries,
+                                        encoding=encoding)
+        self._http = httpx.Client(base_url=self.config.base_url, headers=self.config.headers(),
+                                  timeout=timeout, transport=transport)
+
+    def model(self, name: str | None = None) -> Model:
+        """A handle on model ``name`` (None: the server's default model). No I/O."""
+        return Model(self, name)
+
+    def models(self) -> list[dict]:
+        """Metadata of every model on the server."""
+        return self._send(Call("GET", "/models", lambda doc: doc["models"]))
+
+    def _send(self, call: Call) -> Any:
+        return _send(self._http, self.config, call)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
