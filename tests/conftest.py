@@ -18,3 +18,15 @@ def demo_models() -> dict[str, gradserve.Model]:
     repo = gradserve.ModelRepository(gradserve.demo_repository())
     return {name: gradserve.load_model(f"{repo.root}/{name}") for name in repo.model_names()}
 
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """One real server on a writable copy of the demo repository, shared by the session."""
+    from live import LiveServer, copy_demo_repository
+
+    repo = copy_demo_repository(tmp_path_factory.mktemp("live") / "models")
+    server = LiveServer(repo).start()
+    yield server
+    server.stop()
+

@@ -15,8 +15,7 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+    from .http.server import serve
     from .settings import Settings
 
     # Flags override GRADSERVE_* variables; passing them on through the environment lets every
@@ -37,9 +36,21 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run("gradserve.http.app:app_from_env", factory=True, host=settings.host,
-                port=settings.port, workers=args.workers, log_level=settings.log_level,
-                timeout_graceful_shutdown=args.graceful_timeout)
+    return serve(settings, args.workers, args.graceful_timeout)
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from .http.app import create_app
+    from .settings import Settings
+
+    text = json.dumps(create_app(Settings()).openapi(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -61,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to let in-flight requests finish on SIGTERM (default 30)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
+    spec = sub.add_parser("openapi", help="print the OpenAPI document of the REST API")
+    spec.add_argument("-o", "--output", help="write to this file instead of standard output")
+    spec.set_defaults(run=_openapi)
     return parser
 
 

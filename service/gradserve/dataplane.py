@@ -41,6 +41,8 @@ class DataPlane:
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
+        if settings.compilation_cache is not None:
+            _use_compilation_cache(settings.compilation_cache)
         self.device = str(jax.devices()[0])
 
     # --- life cycle -------------------------------------------------------------------------
@@ -180,6 +182,14 @@ class DataPlane:
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result
+
+
+def _use_compilation_cache(folder) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    # Our kernels compile in tens of milliseconds each: cache them all, however quick.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def _check_finite_result(method: str, result) -> None:

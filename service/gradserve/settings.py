@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_rows: int = Field(1_000_000, ge=1)
     """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    compilation_cache: Path | None = None
+    """Folder of JAX's persistent compilation cache: a restart then loads compiled kernels
+    instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
 

@@ -45,7 +45,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _decode(plane: DataPlane, request: Request, kind: str) -> dict:
+async def _decode(plane: DataPlane, name: str | None, request: Request, kind: str) -> dict:
+    plane.model(name)  # an unknown model is a 404 whatever the body holds
     fields, required = schemas.REQUESTS[kind]
     body = await read_body(request, plane.settings.max_body_bytes)
     return decode_body(body, request.headers.get("content-type"),
@@ -82,24 +83,24 @@ async def _get_weights(plane: DataPlane, name: str | None, request: Request) -> 
 
 async def _put_weights(plane: DataPlane, name: str | None, request: Request) -> Response:
     if_match = _parse_if_match(request.headers.get("if-match"))
-    args = await _decode(plane, request, "set_weights")
+    args = await _decode(plane, name, request, "set_weights")
     version = await plane.set_weights(name, args["weights"], if_match)
     return json_response({"status": 0, "version": version}, headers={"ETag": f'"{version}"'})
 
 
 async def _evaluate(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, request, "evaluate")
+    a = await _decode(plane, name, request, "evaluate")
     return _answer(request, {"y": await plane.evaluate(name, a["x"], a["w"])})
 
 
 async def _forward_derivative(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, request, "forward_derivative")
+    a = await _decode(plane, name, request, "forward_derivative")
     dy = await plane.forward_derivative(name, a["w"], a["dw"], a["x"], a["dx"])
     return _answer(request, {"dy": dy})
 
 
 async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, request, "gradient")
+    a = await _decode(plane, name, request, "gradient")
     pw, px = await plane.gradient(name, a["w"], a["x"], a["py"])
     return _answer(request, {"pw": pw, "px": px})
 
