@@ -1,0 +1,96 @@
+"""``Model.run_many``: many calls in few compiled calls, each result that of ``Model.run``."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import gradserve
+from factories import random_inputs, random_model
+
+SLOTS, SLOT_ROWS = (2, 4), 4
+
+
+def stacked_model(seed: int, vectorize: bool | None = None) -> gradserve.Model:
+    base = random_model(seed)
+    return gradserve.Model(base.spec, base.get_weights(), buckets=(1, 4), slots=SLOTS,
+                           slot_rows=SLOT_ROWS, vectorize=vectorize)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return stacked_model(31).warmup()
+
+
+def mixed_calls(model: gradserve.Model, method: str, weights: str, sizes, seed: int = 0):
+    """Calls of one method: stored weights, one shared vector, or a vector per call."""
+    rng = np.random.default_rng(seed)
+    w0 = model.get_weights()
+    calls = []
+    for i, n in enumerate(sizes):
+        x = random_inputs(model, n, seed=seed * 100 + i)
+        w = {"stored": None, "same": w0, "distinct": w0 * (1 + 0.05 * rng.normal(size=w0.shape))}[weights]
+        if method == "evaluate":
+            calls.append(model.prepare(method, x, w=w))
+        elif method == "forward_derivative":
+            dx = rng.normal(size=x.shape) if i % 2 else None  # both kinds in one batch
+            calls.append(model.prepare(method, x, w=w, dw=rng.normal(size=w0.shape), dx=dx))
+        else:
+            calls.append(model.prepare(method, x, w=w, py=rng.normal(size=(n, model.n_outputs))))
+    return calls
+
+
+def assert_same(got, expected, exact: bool) -> None:
+    got = got if isinstance(got, tuple) else (got,)
+    expected = expected if isinstance(expected, tuple) else (expected,)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == b.shape
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+# Sizes: one-row calls, calls in the 4-row bucket, more calls than the largest slot count (so a
+# group is split), and one call too large for a slot (it runs alone, in chunks).
+SIZES = (1, 1, 3, 1, 4, 2, 1, 1, 1, 9, 1)
+
+
+@pytest.mark.parametrize("method", ["evaluate", "forward_derivative", "gradient"])
+@pytest.mark.parametrize("weights", ["stored", "same", "distinct"])
+def test_run_many_is_bitwise_run(model, method, weights):
+    """On a CPU each slot runs the operations of an unbatched call: identical bits."""
+    calls = mixed_calls(model, method, weights, SIZES)
+    traces = model.trace_count
+    results = model.run_many(calls)
+    assert model.trace_count == traces  # stacked shapes were all compiled at warm-up
+    exact = jax.default_backend() == "cpu"
+    for call, result in zip(calls, results, strict=True):
+        assert_same(result, model.run(call), exact)
+
+
+def test_vmapped_slots_agree_with_run():
+    """The accelerator form (one vmapped kernel) agrees to rounding."""
+    model = stacked_model(32, vectorize=True)  # not warmed up: compiles only what it meets
+    for method in ("evaluate", "forward_derivative", "gradient"):
+        calls = mixed_calls(model, method, "distinct", (1, 1, 1), seed=1)
+        for call, result in zip(calls, model.run_many(calls), strict=True):
+            assert_same(result, model.run(call), exact=False)
+
+
+def test_no_retrace_for_any_batch_after_warmup(model):
+    traces = model.trace_count
+    assert traces == 4 * len(model.buckets) + 3 * len(SLOTS) * 2  # stacked: 3 kernels, 2 buckets
+    for count in range(1, max(SLOTS) * 2 + 2):
+        for n in (1, 2, 4, 5):
+            for method in ("evaluate", "forward_derivative", "gradient"):
+                model.run_many(mixed_calls(model, method, "distinct", [n] * count, seed=count))
+    assert model.trace_count == traces
+
+
+def test_without_slots_every_call_runs_alone():
+    plain = random_model(33, buckets=(4,))
+    calls = mixed_calls(plain, "gradient", "distinct", (1, 1, 2))
+    for call, result in zip(calls, plain.run_many(calls), strict=True):
+        assert_same(result, plain.run(call), exact=True)
