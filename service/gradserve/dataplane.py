@@ -2,7 +2,9 @@
 
 It takes and returns numpy arrays and raises the domain errors of ``gradserve.errors``. Every
 front end (the REST routes; any other protocol) calls it; none validates or computes on its own.
-Compiled calls run on a bounded thread pool, so an asyncio front end never blocks on them.
+Compute requests are validated on arrival, then queued for the batcher (``gradserve.batching``),
+which merges concurrent ones and runs them on a bounded thread pool, so an asyncio front end
+never blocks on them.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
-
 import jax
 import numpy as np
 
-from .engine import Model
+from .batching import Batcher
+from .engine import Call, Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
 from .metrics import Metrics
 from .repository import ModelRepository
@@ -39,6 +40,11 @@ class DataPlane:
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+        self.batcher = Batcher(
+            self._executor, workers=settings.compute_threads,
+            max_size=settings.batch_max_size if settings.batching else 1,
+            max_wait=settings.batch_max_wait_ms / 1000, queue_size=settings.queue_size,
+            metrics=self.metrics)
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         if settings.compilation_cache is not None:
@@ -59,9 +65,14 @@ class DataPlane:
                 self.repository.remove_stale_temporaries(name)
                 spec, weights, version = self.repository.read(name)
                 model = Model(spec, weights, name=name, version=version,
-                              buckets=self.settings.buckets).warmup()
+                              buckets=self.settings.buckets, slots=self.settings.batch_slots(),
+                              slot_rows=self.settings.batch_max_rows).warmup()
                 self._models[name] = model
                 self._write_locks[name] = threading.Lock()
+                mergeable = _mergeable(model)
+                for method in _METHODS:
+                    self.batcher.add_queue((name, method), model.run_many, (name, method),
+                                            mergeable)
                 log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
                          name, version, spec.kind, spec.n_inputs, spec.n_outputs, spec.n_weights,
                          spec.dtype, time.perf_counter() - start)
@@ -156,28 +167,45 @@ class DataPlane:
     # --- compute --------------------------------------------------------------------------------
 
     async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
+        """y (n, k); see ``Model.evaluate``."""
         model = self.model(name)
-        return await self._run(model, "evaluate", x, lambda: model.evaluate(x, w))
+        self._check_rows(x)
+        return await self._run(model, model.prepare("evaluate", x, w=w))
 
     async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
+        """dy (n, k); see ``Model.forward_derivative``."""
         model = self.model(name)
-        return await self._run(model, "forward_derivative", x,
-                               lambda: model.forward_derivative(w, dw, x, dx))
+        self._check_rows(x)
+        return await self._run(model, model.prepare("forward_derivative", x, w=w, dw=dw, dx=dx))
 
     async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
+        """(pw (p, 1), px (n, m)); see ``Model.gradient``."""
         model = self.model(name)
-        return await self._run(model, "gradient", x, lambda: model.gradient(w, x, py))
+        self._check_rows(x)
+        return await self._run(model, model.prepare("gradient", x, w=w, py=py))
 
-    async def _run(self, model: Model, method: str, x, call: Callable):
+    def _check_rows(self, x) -> None:
         rows = np.shape(x)[0] if np.ndim(x) >= 1 else 0
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
+
+    async def _run(self, model: Model, call: Call):
+        # The call is validated: a bad request has failed already, so it never shares (and
+        # never fails) a batch with others.
         start = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
-        self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
-        _check_finite_result(method, result)
+        result = await self.batcher.submit((model.name, call.method), call)
+        self.metrics.observe_compute(model.name, call.method, call.rows, time.perf_counter() - start)
+        _check_finite_result(call.method, result)
         return result
+
+
+_METHODS = ("evaluate", "forward_derivative", "gradient")
+
+
+def _mergeable(model: Model):
+    largest = model.slot_buckets[-1] if model.slot_buckets else 0
+    return lambda call: call.rows <= largest
 
 
 def _use_compilation_cache(folder) -> None:

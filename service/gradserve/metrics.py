@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
 
 _LATENCY_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 5e-2, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _ROW_BUCKETS = (1, 8, 64, 512, 4096, 32768, 262144)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+_QUEUE_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e-2, 0.1, 0.5, 2.5)
 
 
 class Metrics:
@@ -26,6 +28,18 @@ class Metrics:
         self.rows = Histogram(
             "gradserve_rows", "Rows (samples) per call", ["model", "method"],
             buckets=_ROW_BUCKETS, registry=self.registry)
+        self.batch_size = Histogram(
+            "gradserve_batch_size", "Requests merged into one batch", ["model", "method"],
+            buckets=_BATCH_BUCKETS, registry=self.registry)
+        self.queue_seconds = Histogram(
+            "gradserve_queue_seconds", "Time a compute request waited for its batch to start",
+            ["model", "method"], buckets=_QUEUE_BUCKETS, registry=self.registry)
+        self.queue_depth = Gauge(
+            "gradserve_queue_depth", "Compute requests waiting for a compute thread",
+            registry=self.registry)
+        self.shed = Counter(
+            "gradserve_shed_requests", "Compute requests refused with 503 because the queue was full",
+            ["model", "method"], registry=self.registry)
         self.weight_updates = Counter(
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
 

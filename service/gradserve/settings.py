@@ -38,11 +38,35 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_rows: int = Field(1_000_000, ge=1)
     """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    batching: bool = True
+    """Merge concurrent compute requests for the same model and method into one compiled call."""
+    batch_max_size: int = Field(64, ge=1, le=4096)
+    """Most requests merged into one call (the most weight vectors one stacked kernel takes)."""
+    batch_max_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
+    """How long a batch smaller than the maximum may wait for more requests while a compute
+    thread is free; 0: start it at once, so a lone client never waits."""
+    batch_max_rows: int = Field(64, ge=1)
+    """Requests of at most this many rows are merged; larger ones run alone (each fills the
+    machine by itself). Stacked kernels are compiled for every bucket up to it."""
+    queue_size: int = Field(1024, ge=1)
+    """Most compute requests waiting for a compute thread; beyond it a request is refused at
+    once with 503 and Retry-After (load shedding), batching on or off."""
     compilation_cache: Path | None = None
     """Folder of JAX's persistent compilation cache: a restart then loads compiled kernels
     instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
+
+    def batch_slots(self) -> tuple[int, ...]:
+        """Slot counts of the stacked kernels: powers of 4 below the largest batch, and it
+        (64: 4, 16, 64); none when batching is off."""
+        if not self.batching or self.batch_max_size < 2:
+            return ()
+        sizes, size = [], 4
+        while size < self.batch_max_size:
+            sizes.append(size)
+            size *= 4
+        return (*sizes, self.batch_max_size)
 
     @field_validator("buckets", mode="before")
     @classmethod

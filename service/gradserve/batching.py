@@ -1,0 +1,164 @@
+"""Dynamic batching: concurrent compute requests merged into few compiled calls, and the bounded
+queue that sheds load.
+
+Every validated compute request waits in one queue per (model, method). Whenever a compute
+thread is free, the batcher takes the oldest waiting request and every request queued behind it
+for the same model and method (up to ``max_size``) and runs them as one batch on that thread
+(``Model.run_many``). A lone client therefore never waits: its request finds a free thread and
+leaves at once, as a batch of one. Under load, requests arriving while the threads are busy
+pile up and leave together, which is where batching pays.
+
+The queue is bounded: a request that finds ``queue_size`` requests already waiting is refused at
+once with ``Unavailable`` (503 + Retry-After), which is the service's load shedding. A batch that
+fails hands its error to every request in it; a request's own bad input never reaches a batch,
+since requests are validated before they are queued.
+
+Everything here runs on the event loop thread, so its state needs no lock; only the batches
+themselves run on the executor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from typing import Callable, Hashable
+
+from .errors import Unavailable
+from .metrics import Metrics
+
+__all__ = ["Batcher"]
+
+Runner = Callable[[list], list]  # calls -> results, in order (``Model.run_many``)
+
+
+@dataclass(eq=False)
+class _Waiting:
+    call: object
+    future: asyncio.Future
+    since: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(eq=False)
+class _Queue:
+    runner: Runner
+    labels: tuple[str, str]  # (model, method) for the metrics
+    mergeable: Callable[[object], bool]
+    items: deque = field(default_factory=deque)
+
+
+class Batcher:
+    """Queues compute requests and runs them in batches on ``executor``.
+
+    workers: batches running at once (the executor's threads). max_size: most requests in one
+    batch (1: no merging, the queue and its bound still apply). max_wait: seconds a batch smaller
+    than max_size may wait for more requests while a thread is free (0: never wait).
+    queue_size: most requests waiting; beyond it, ``Unavailable``.
+    """
+
+    def __init__(self, executor: Executor, *, workers: int, max_size: int, max_wait: float,
+                 queue_size: int, metrics: Metrics):
+        self.executor = executor
+        self.workers = workers
+        self.max_size = max_size
+        self.max_wait = max_wait
+        self.queue_size = queue_size
+        self.metrics = metrics
+        self._queues: dict[Hashable, _Queue] = {}
+        self._waiting = 0
+        self._running = 0
+        self._timer: asyncio.TimerHandle | None = None
+        metrics.queue_depth.set_function(lambda: self._waiting)
+
+    @property
+    def waiting(self) -> int:
+        """Requests queued, not yet in a running batch."""
+        return self._waiting
+
+    def add_queue(self, key: Hashable, runner: Runner, labels: tuple[str, str],
+                  mergeable: Callable[[object], bool] = lambda call: True) -> None:
+        """Declare the queue of ``key``: its batches run ``runner``; a call that is not
+        ``mergeable`` (a large one) always runs in a batch of its own."""
+        self._queues[key] = _Queue(runner, labels, mergeable)
+
+    async def submit(self, key: Hashable, call: object):
+        """The result of ``call``, once its batch has run; ``Unavailable`` at once if the queue
+        is full. A batch's error is raised here, in every request of that batch."""
+        queue = self._queues[key]
+        if self._waiting >= self.queue_size:
+            self.metrics.shed.labels(*queue.labels).inc()
+            raise Unavailable(f"the service is overloaded: {self._waiting} requests are already "
+                              "waiting (GRADSERVE_QUEUE_SIZE); retry later", retry_after=1)
+        waiting = _Waiting(call, asyncio.get_running_loop().create_future())
+        queue.items.append(waiting)
+        self._waiting += 1
+        self._dispatch()
+        return await waiting.future
+
+    # --- dispatching, on the event loop ---------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start batches while a thread is free and a batch is ready."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._running < self.workers and self._waiting:
+            queue, wait = self._next()
+            if queue is None:
+                if wait is not None:  # a partial batch may still grow: look again when it may not
+                    self._timer = asyncio.get_running_loop().call_later(wait, self._dispatch)
+                return
+            self._start(queue)
+
+    def _next(self) -> tuple[_Queue | None, float | None]:
+        """The queue whose oldest request has waited longest, if its batch is ready; else the
+        seconds until the first partial batch is due."""
+        now = time.perf_counter()
+        due: float | None = None
+        for queue in sorted((q for q in self._queues.values() if q.items),
+                            key=lambda q: q.items[0].since):
+            if not self.max_wait or len(queue.items) >= self.max_size:
+                return queue, None
+            left = queue.items[0].since + self.max_wait - now
+            if left <= 0:
+                return queue, None
+            due = left if due is None else min(due, left)
+        return None, due
+
+    def _start(self, queue: _Queue) -> None:
+        batch: list[_Waiting] = []
+        items = queue.items
+        while items and len(batch) < self.max_size:
+            if batch and not queue.mergeable(items[0].call):
+                break  # a large request leaves alone, after the batch ahead of it
+            batch.append(items.popleft())
+            if not queue.mergeable(batch[0].call):
+                break
+        self._waiting -= len(batch)
+        batch = [w for w in batch if not w.future.done()]  # a client that gave up: skip it
+        if not batch:
+            return
+        now = time.perf_counter()
+        model, method = queue.labels
+        for w in batch:
+            self.metrics.queue_seconds.labels(model, method).observe(now - w.since)
+        self.metrics.batch_size.labels(model, method).observe(len(batch))
+        self._running += 1
+        running = asyncio.get_running_loop().run_in_executor(
+            self.executor, queue.runner, [w.call for w in batch])
+        running.add_done_callback(lambda done: self._finished(batch, done))
+
+    def _finished(self, batch: list[_Waiting], done: asyncio.Future) -> None:
+        self._running -= 1
+        error = done.exception() if not done.cancelled() else asyncio.CancelledError()
+        if error is None:
+            for w, result in zip(batch, done.result()):
+                if not w.future.done():
+                    w.future.set_result(result)
+        else:
+            for w in batch:  # every request of a failed batch hears why
+                if not w.future.done():
+                    w.future.set_exception(error)
+        self._dispatch()

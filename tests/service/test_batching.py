@@ -1,0 +1,239 @@
+"""Dynamic batching through the data plane and the HTTP app: merged requests get the results of
+unbatched ones, a failed batch fails every request in it and only them, and a full queue sheds
+load with 503 + Retry-After while the service keeps serving.
+
+To make requests meet in one batch without timing anything, a test first occupies the only
+compute thread with a gate (a batch that waits for an event), queues its requests behind it, then
+opens the gate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import httpx
+import jax
+import numpy as np
+import pytest
+
+import gradserve
+from gradserve import InvalidInput, Unavailable
+from gradserve.http import create_app
+from gradserve.settings import Settings
+from factories import random_inputs, random_model
+
+QUEUE_SIZE = 80  # more than the mixed test queues at once
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    repo = gradserve.ModelRepository(tmp_path_factory.mktemp("batching") / "models")
+    base = random_model(41, m=3, k=2)
+    repo.write("net", base.spec, base.get_weights())
+    settings = Settings(models=repo.root, buckets=(1, 4), compute_threads=1, batch_max_size=8,
+                        batch_max_rows=4, queue_size=QUEUE_SIZE)
+    app = create_app(settings)
+    app.state.dataplane.load()  # what the lifespan does; the transport below does not run it
+    yield app
+    app.state.dataplane.close()
+
+
+@pytest.fixture(scope="module")
+def plane(app):
+    return app.state.dataplane
+
+
+@pytest.fixture(scope="module")
+def reference(plane):
+    """The same model called in process: each call computed alone, no batching."""
+    return plane.model("net")
+
+
+class Gate:
+    """Holds the only compute thread until opened."""
+
+    def __init__(self, plane):
+        self.plane = plane
+        self.started, self.opened = threading.Event(), threading.Event()
+        plane.batcher.add_queue("gate", self._hold, ("gate", "gate"))
+
+    def _hold(self, calls):
+        self.started.set()
+        self.opened.wait(30)
+        return [None] * len(calls)
+
+    async def __aenter__(self):
+        self.task = asyncio.ensure_future(self.plane.batcher.submit("gate", None))
+        await asyncio.to_thread(self.started.wait, 30)
+        return self
+
+    async def queued(self, count: int) -> None:
+        """Let the event loop run until ``count`` requests wait behind the gate."""
+        for _ in range(10_000):
+            if self.plane.batcher.waiting >= count:
+                return
+            await asyncio.sleep(0)
+        raise AssertionError(f"only {self.plane.batcher.waiting} of {count} requests were queued")
+
+    async def __aexit__(self, *exc):
+        self.opened.set()
+        await self.task
+
+
+def batches(plane, method: str) -> tuple[float, float]:
+    """(batches run, requests in them) for model net and ``method``, from the metrics."""
+    get = plane.metrics.registry.get_sample_value
+    labels = {"model": "net", "method": method}
+    return (get("gradserve_batch_size_count", labels) or 0.0,
+            get("gradserve_batch_size_sum", labels) or 0.0)
+
+
+def requests_of(model, seed: int):
+    """Mixed requests: every method; stored, shared and distinct w; sizes from 1 row to more
+    than a slot holds; forward derivatives with and without dx."""
+    rng = np.random.default_rng(seed)
+    w0 = model.get_weights()
+    out = []
+    for i, n in enumerate((1, 1, 2, 4, 1, 9, 3, 1)):
+        x = random_inputs(model, n, seed=seed + i)
+        for weights in ("stored", "same", "distinct"):
+            w = {"stored": None, "same": w0, "distinct": w0 * (1 + 0.05 * rng.normal(size=w0.shape))}[weights]
+            dx = rng.normal(size=x.shape) if i % 2 else None
+            out.append(("evaluate", dict(x=x, w=w)))
+            out.append(("forward_derivative", dict(w=w, dw=rng.normal(size=w0.shape), x=x, dx=dx)))
+            out.append(("gradient", dict(w=w, x=x, py=rng.normal(size=(n, model.n_outputs)))))
+    return out
+
+
+def test_merged_requests_get_the_unbatched_results(plane, reference):
+    model = plane.model("net")
+    requests = requests_of(model, seed=1)
+    traces = model.trace_count
+    before = {m: batches(plane, m) for m in ("evaluate", "forward_derivative", "gradient")}
+
+    async def run():
+        async with Gate(plane) as gate:
+            tasks = [asyncio.ensure_future(getattr(plane, method)("net", **args))
+                     for method, args in requests]
+            await gate.queued(len(tasks))
+        return await asyncio.gather(*tasks)
+
+    results = asyncio.run(run())
+    exact = jax.default_backend() == "cpu"
+    for (method, args), result in zip(requests, results, strict=True):
+        expected = getattr(reference, method)(**args)
+        for got, want in zip(*(r if isinstance(r, tuple) else (r,) for r in (result, expected)), strict=True):
+            if exact:
+                np.testing.assert_array_equal(got, want)
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+    assert model.trace_count == traces  # batching never compiles after warm-up
+    for method, (count, total) in before.items():
+        after_count, after_total = batches(plane, method)
+        assert after_total - total == len(requests) // 3
+        assert after_count - count < after_total - total  # requests were merged
+
+
+def test_a_bad_request_fails_alone(plane, reference):
+    model = plane.model("net")
+    x = random_inputs(model, 2)
+
+    async def run():
+        async with Gate(plane) as gate:
+            good = [asyncio.ensure_future(plane.evaluate("net", x + i)) for i in range(3)]
+            with pytest.raises(InvalidInput, match=r"x must have shape \(n, 3\)"):
+                await plane.evaluate("net", x[:, :2])  # refused before it is queued
+            await gate.queued(3)
+        return await asyncio.gather(*good)
+
+    for i, y in enumerate(asyncio.run(run())):
+        np.testing.assert_array_equal(y, reference.evaluate(x + i))
+
+
+def test_a_failed_batch_fails_every_request_in_it(plane):
+    runs = []
+
+    def explode(calls):
+        runs.append(len(calls))
+        raise RuntimeError("device lost")
+
+    plane.batcher.add_queue("explode", explode, ("explode", "explode"))
+
+    async def run():
+        async with Gate(plane) as gate:
+            tasks = [asyncio.ensure_future(plane.batcher.submit("explode", i)) for i in range(5)]
+            await gate.queued(5)
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    errors = asyncio.run(run())
+    assert runs == [5]
+    assert all(isinstance(e, RuntimeError) and str(e) == "device lost" for e in errors)
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_keeps_serving(app, plane, reference):
+    model = plane.model("net")
+    x = random_inputs(model, 1)
+    body = {"x": x.tolist()}
+    shed = plane.metrics.registry.get_sample_value
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            async with Gate(plane) as gate:
+                queued = [asyncio.ensure_future(client.post("/models/net/evaluate", json=body))
+                          for _ in range(QUEUE_SIZE)]
+                await gate.queued(QUEUE_SIZE)
+                refused = await client.post("/models/net/evaluate", json=body)
+            answered = await asyncio.gather(*queued)
+            after = await client.post("/models/net/evaluate", json=body)
+        return refused, answered, after
+
+    before = shed("gradserve_shed_requests_total", {"model": "net", "method": "evaluate"}) or 0
+    refused, answered, after = asyncio.run(run())
+    assert refused.status_code == 503
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["type"] == "Unavailable"
+    assert "overloaded" in refused.json()["error"]["message"]
+    assert [r.status_code for r in answered] == [200] * QUEUE_SIZE
+    assert after.status_code == 200
+    np.testing.assert_array_equal(np.array(after.json()["y"]), reference.evaluate(x))
+    assert shed("gradserve_shed_requests_total", {"model": "net", "method": "evaluate"}) == before + 1
+
+
+def test_batching_settings():
+    assert Settings(batch_max_size=64).batch_slots() == (4, 16, 64)
+    assert Settings(batch_max_size=10).batch_slots() == (4, 10)
+    assert Settings(batch_max_size=64, batching=False).batch_slots() == ()
+    assert Settings(batch_max_size=1).batch_slots() == ()
+
+
+def test_queue_size_applies_with_batching_off(tmp_path):
+    """Turning merging off keeps the bounded queue: shedding does not depend on batching."""
+    repo = gradserve.ModelRepository(tmp_path / "models")
+    base = random_model(42, m=2, k=1)
+    repo.write("tiny", base.spec, base.get_weights())
+    plane_off = create_app(Settings(models=repo.root, buckets=(1,), batching=False,
+                                    compute_threads=1, queue_size=2)).state.dataplane
+    plane_off.load()
+    try:
+        async def run():
+            async with Gate(plane_off) as gate:
+                x = random_inputs(plane_off.model("tiny"), 1)
+                queued = [asyncio.ensure_future(plane_off.evaluate("tiny", x)) for _ in range(2)]
+                await gate.queued(2)
+                with pytest.raises(Unavailable) as refused:
+                    await plane_off.evaluate("tiny", x)
+            await asyncio.gather(*queued)
+            return refused.value
+
+        assert asyncio.run(run()).retry_after >= 1
+        assert batches_of(plane_off, "tiny") == (2.0, 2.0)  # each request ran alone
+    finally:
+        plane_off.close()
+
+
+def batches_of(plane, model: str) -> tuple[float, float]:
+    get = plane.metrics.registry.get_sample_value
+    labels = {"model": model, "method": "evaluate"}
+    return get("gradserve_batch_size_count", labels), get("gradserve_batch_size_sum", labels)
