@@ -49,6 +49,10 @@ class DataPlane:
         self._load_error: BaseException | None = None
         if settings.compilation_cache is not None:
             _use_compilation_cache(settings.compilation_cache)
+        # Every result is waited for at once, so dispatching CPU work asynchronously only adds
+        # two thread hand-offs per call (measured: 105 -> 56 us for a one-row gradient). A
+        # process-wide switch, set here because the service owns its process; no effect on GPUs.
+        jax.config.update("jax_cpu_enable_async_dispatch", False)
         self.device = str(jax.devices()[0])
 
     # --- life cycle -------------------------------------------------------------------------

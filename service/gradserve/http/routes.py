@@ -18,7 +18,8 @@ from . import schemas
 from .errors import json_response
 
 
-def get_dataplane(request: Request) -> DataPlane:
+async def get_dataplane(request: Request) -> DataPlane:
+    # async: FastAPI runs a plain-function dependency on a worker thread, a thread hop per request.
     return request.app.state.dataplane
 
 
