@@ -44,8 +44,10 @@ class _Waiting:
 @dataclass(eq=False)
 class _Queue:
     runner: Runner
-    labels: tuple[str, str]  # (model, method) for the metrics
     mergeable: Callable[[object], bool]
+    waited: object  # the metrics' children labelled (model, method), looked up once
+    sizes: object
+    shed: object
     items: deque = field(default_factory=deque)
 
 
@@ -81,14 +83,16 @@ class Batcher:
                   mergeable: Callable[[object], bool] = lambda call: True) -> None:
         """Declare the queue of ``key``: its batches run ``runner``; a call that is not
         ``mergeable`` (a large one) always runs in a batch of its own."""
-        self._queues[key] = _Queue(runner, labels, mergeable)
+        m = self.metrics
+        self._queues[key] = _Queue(runner, mergeable, m.queue_seconds.labels(*labels),
+                                   m.batch_size.labels(*labels), m.shed.labels(*labels))
 
     async def submit(self, key: Hashable, call: object):
         """The result of ``call``, once its batch has run; ``Unavailable`` at once if the queue
         is full. A batch's error is raised here, in every request of that batch."""
         queue = self._queues[key]
         if self._waiting >= self.queue_size:
-            self.metrics.shed.labels(*queue.labels).inc()
+            queue.shed.inc()
             raise Unavailable(f"the service is overloaded: {self._waiting} requests are already "
                               "waiting (GRADSERVE_QUEUE_SIZE); retry later", retry_after=1)
         waiting = _Waiting(call, asyncio.get_running_loop().create_future())
@@ -113,19 +117,23 @@ class Batcher:
             self._start(queue)
 
     def _next(self) -> tuple[_Queue | None, float | None]:
-        """The queue whose oldest request has waited longest, if its batch is ready; else the
-        seconds until the first partial batch is due."""
-        now = time.perf_counter()
+        """The ready queue whose oldest request has waited longest; else (None, the seconds
+        until the first partial batch is due, or None). One pass: this runs per request."""
+        now = time.perf_counter() if self.max_wait else 0.0
+        ready: _Queue | None = None
         due: float | None = None
-        for queue in sorted((q for q in self._queues.values() if q.items),
-                            key=lambda q: q.items[0].since):
-            if not self.max_wait or len(queue.items) >= self.max_size:
-                return queue, None
-            left = queue.items[0].since + self.max_wait - now
-            if left <= 0:
-                return queue, None
-            due = left if due is None else min(due, left)
-        return None, due
+        for queue in self._queues.values():
+            if not queue.items:
+                continue
+            since = queue.items[0].since
+            if self.max_wait and len(queue.items) < self.max_size:
+                left = since + self.max_wait - now
+                if left > 0:  # a partial batch that may still grow
+                    due = left if due is None else min(due, left)
+                    continue
+            if ready is None or since < ready.items[0].since:
+                ready = queue
+        return ready, None if ready is not None else due
 
     def _start(self, queue: _Queue) -> None:
         batch: list[_Waiting] = []
@@ -141,10 +149,9 @@ class Batcher:
         if not batch:
             return
         now = time.perf_counter()
-        model, method = queue.labels
         for w in batch:
-            self.metrics.queue_seconds.labels(model, method).observe(now - w.since)
-        self.metrics.batch_size.labels(model, method).observe(len(batch))
+            queue.waited.observe(now - w.since)
+        queue.sizes.observe(len(batch))
         self._running += 1
         running = asyncio.get_running_loop().run_in_executor(
             self.executor, queue.runner, [w.call for w in batch])

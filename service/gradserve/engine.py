@@ -129,6 +129,7 @@ class Model:
         # unbatched call, so each slot computes what that request would compute alone.
         self.slot_buckets = tuple(b for b in self.buckets if b <= slot_rows) if self.slots else ()
         self.trace_count = 0  # grows only when JAX traces a kernel: tests use it to prove no retrace
+        self._n_weights = spec.n_weights  # derived from the layer graph: once, not per request
         w = as_vector("weights", weights, spec.n_weights, self.dtype)
         self._state = self._make_state(w, version)
         self._forward = build_forward(spec)
@@ -166,7 +167,7 @@ class Model:
 
     @property
     def n_weights(self) -> int:
-        return self.spec.n_weights
+        return self._n_weights
 
     @property
     def forward_function(self) -> Callable:

@@ -16,6 +16,8 @@ _QUEUE_BUCKETS = (1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 2.5e
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._compute_children: dict[tuple[str, str], tuple] = {}
+        self._request_children: dict[tuple[str, int], tuple] = {}
         self.requests = Counter(
             "gradserve_http_requests", "HTTP requests answered, by route and status code",
             ["route", "status"], registry=self.registry)
@@ -44,8 +46,22 @@ class Metrics:
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
 
     def observe_compute(self, model: str, method: str, rows: int, seconds: float) -> None:
-        self.compute_seconds.labels(model, method).observe(seconds)
-        self.rows.labels(model, method).observe(rows)
+        key = (model, method)
+        children = self._compute_children.get(key)
+        if children is None:  # a labelled child looked up once, not on every request
+            children = (self.compute_seconds.labels(model, method), self.rows.labels(model, method))
+            self._compute_children[key] = children
+        children[0].observe(seconds)
+        children[1].observe(rows)
+
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(route, str(status)), self.request_seconds.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

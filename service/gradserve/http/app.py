@@ -48,9 +48,8 @@ class MetricsMiddleware:
             await self.app(scope, receive, send_status)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(path, str(status)).inc()
-            self.metrics.request_seconds.labels(path).observe(time.perf_counter() - start)
+            self.metrics.observe_request(getattr(route, "path", "unmatched"), status,
+                                         time.perf_counter() - start)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
