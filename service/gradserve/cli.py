@@ -15,6 +15,7 @@ __all__ = ["main"]
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from .auth import KeyConfigError, KeyRing, exposure_problem
     from .http.server import serve
     from .settings import Settings
 
@@ -24,6 +25,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"GRADSERVE_{flag.upper()}"] = str(value)
+    if args.allow_unauthenticated:
+        os.environ["GRADSERVE_ALLOW_UNAUTHENTICATED"] = "1"
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -33,6 +36,15 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.models.is_dir():
         print(f"gradserve serve: the model repository {settings.models} is not a folder "
               "(--models DIR or GRADSERVE_MODELS)", file=sys.stderr)
+        return 2
+    try:
+        keys = KeyRing.from_settings(settings)
+    except KeyConfigError as exc:
+        print(f"gradserve serve: API keys: {exc}", file=sys.stderr)
+        return 2
+    problem = exposure_problem(settings.host, keys, settings.allow_unauthenticated)
+    if problem:
+        print(f"gradserve serve: {problem}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,6 +66,23 @@ def _openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key(args: argparse.Namespace) -> int:
+    from .auth import SCOPES, KeyConfigError, new_key
+
+    scopes = [s.strip() for s in args.scopes.split(",") if s.strip()]
+    try:
+        key, entry = new_key(args.name, scopes)
+    except KeyConfigError as exc:
+        print(f"gradserve key: {exc} (scopes: {', '.join(SCOPES)})", file=sys.stderr)
+        return 2
+    print(f"key:   {key}\n"
+          f"entry: {entry.entry()}\n\n"
+          "Give the key to the client (GRADSERVE_API_KEY or api_key=...); put the entry, which\n"
+          "holds only the key's SHA-256 digest, in GRADSERVE_API_KEYS or GRADSERVE_API_KEYS_FILE.\n"
+          "The key is not stored anywhere: keep it now.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradserve", description="Serve the derivatives of "
                                      "tabular neural models over HTTP.")
@@ -71,7 +100,16 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds to let in-flight requests finish on SIGTERM (default 30)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--allow-unauthenticated", action="store_true",
+                       help="serve without API keys on a non-loopback address (refused otherwise)")
     serve.set_defaults(run=_serve)
+    key = sub.add_parser("key", help="make an API key and print its configuration entry",
+                         description="Make a random API key. Prints the key (give it to the "
+                         "client) and its entry (name:sha256:scopes, for GRADSERVE_API_KEYS).")
+    key.add_argument("name", help="a name for the key, shown in logs (e.g. the job using it)")
+    key.add_argument("--scopes", default="read,compute",
+                     help="comma-separated: read, compute, write (default read,compute)")
+    key.set_defaults(run=_key)
     spec = sub.add_parser("openapi", help="print the OpenAPI document of the REST API")
     spec.add_argument("-o", "--output", help="write to this file instead of standard output")
     spec.set_defaults(run=_openapi)

@@ -13,7 +13,9 @@ an error body.
     ├── PayloadTooLarge        a body or answer exceeds a configured limit
     ├── UnsupportedMediaType   a body is in an encoding the service does not speak
     ├── WeightsConflict        ``If-Match`` named a version that is no longer current
-    ├── Unauthorized / Forbidden
+    ├── Unauthorized / Forbidden  no valid API key / the key lacks the scope
+    ├── BodyTimeout            the request body did not arrive within the request timeout
+    ├── DeadlineExceeded       the answer was not ready within the request timeout
     └── Unavailable            not ready yet, or overloaded (retry later)
 """
 
@@ -30,6 +32,8 @@ __all__ = [
     "WeightsConflict",
     "Unauthorized",
     "Forbidden",
+    "BodyTimeout",
+    "DeadlineExceeded",
     "Unavailable",
 ]
 
@@ -97,6 +101,17 @@ class Unauthorized(GradserveError):
 
 class Forbidden(GradserveError):
     """The API key lacks the scope this operation needs."""
+
+
+class BodyTimeout(GradserveError):
+    """The caller did not send the body it announced within the request timeout."""
+
+
+class DeadlineExceeded(GradserveError):
+    """The service did not finish the request within the request timeout.
+
+    The work may still complete: a weight update answered so may yet be stored.
+    """
 
 
 class Unavailable(GradserveError):
