@@ -86,10 +86,6 @@ class DataPlane:
     def ready(self) -> bool:
         return self._ready.is_set()
 
-    @property
-    def load_error(self) -> BaseException | None:
-        return self._load_error
-
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
 
