@@ -14,7 +14,13 @@ an error body.
     ├── UnsupportedMediaType   a body is in an encoding the service does not speak
     ├── WeightsConflict        ``If-Match`` named a version that is no longer current
     ├── Unauthorized / Forbidden
-    └── Unavailable            not ready yet, or overloaded (retry later)
+    ├── Unavailable            not ready yet, or overloaded (retry later)
+    ├── UnsupportedModel       a model from another tool uses something gradserve cannot express
+    ├── ImportCheckFailed      an imported model does not reproduce its source's outputs
+    └── MissingDependency      an optional extra (``gradserve[build]``, ``gradserve[import]``) is absent
+
+    InvalidInput
+    └── BadData                a data set to build a model from is unusable (names column and row)
 """
 
 from __future__ import annotations
@@ -31,6 +37,10 @@ __all__ = [
     "Unauthorized",
     "Forbidden",
     "Unavailable",
+    "BadData",
+    "UnsupportedModel",
+    "ImportCheckFailed",
+    "MissingDependency",
 ]
 
 
@@ -105,3 +115,22 @@ class Unavailable(GradserveError):
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BadData(InvalidInput):
+    """A data set given to ``build`` is unusable: a missing column, a value that is not a number,
+    NaN, a constant column, too few rows. The message names the column and the row."""
+
+
+class UnsupportedModel(GradserveError):
+    """A model from another tool (an ONNX operator, an estimator, a pipeline step) has no exact
+    equivalent in a gradserve spec. The message names what is unsupported."""
+
+
+class ImportCheckFailed(GradserveError):
+    """An imported model's outputs differ from its source's on the check inputs by more than the
+    tolerance: the translation is wrong, and nothing is written."""
+
+
+class MissingDependency(GradserveError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""
