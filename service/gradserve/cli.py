@@ -49,6 +49,12 @@ def _build(args: argparse.Namespace) -> int:
     return run_build(args)
 
 
+def _import(args: argparse.Namespace) -> int:
+    from .commands import run_import
+
+    return run_import(args)
+
+
 def _add_build(sub) -> None:
     from . import commands as c
 
@@ -89,6 +95,24 @@ def _add_build(sub) -> None:
     p.set_defaults(run=_build)
 
 
+def _add_import(sub) -> None:
+    from . import commands as c
+
+    p = sub.add_parser("import", help="import an ONNX model and store it",
+                       description="Translate an ONNX graph of a tabular MLP into a gradserve "
+                       "model, check it reproduces the graph's outputs, and write it as a new "
+                       "version of REPO/NAME. scikit-learn estimators are imported from Python "
+                       "(gradserve.importers.from_sklearn). See docs/build-and-import.md.")
+    p.add_argument("source", help="an .onnx file")
+    p.add_argument("--out", required=True, help="REPO/NAME: the model folder to add a version to")
+    p.add_argument("--inputs", type=c.columns_arg, help="names of the input features")
+    p.add_argument("--outputs", type=c.columns_arg, help="names of the outputs (classes)")
+    p.add_argument("--kind", choices=["regression", "classification"],
+                   help="default: classification when the graph ends in Softmax")
+    p.add_argument("--name", help="model name recorded in the spec (default: NAME of --out)")
+    p.set_defaults(run=_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradserve", description="Serve the derivatives of "
                                      "tabular neural models over HTTP.")
@@ -108,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(run=_serve)
     _add_build(sub)
+    _add_import(sub)
     return parser
 
 

@@ -1,7 +1,7 @@
-"""The ``build`` subcommand: argument types and the functions they dispatch to.
+"""The ``build`` and ``import`` subcommands: argument types and the functions they dispatch to.
 
-``cli.py`` registers the arguments; this module turns them into calls of ``gradserve.build``,
-prints the report, and maps errors to an exit status (1: the data was
+``cli.py`` registers the arguments; this module turns them into calls of ``gradserve.build`` and
+the importers, prints the report, and maps errors to an exit status (1: the data or the model was
 refused, with the reason on stderr). Heavy modules are imported inside the run functions, so
 ``gradserve --help`` stays fast.
 """
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["choice_arg", "columns_arg", "hidden_arg", "rows_arg", "validation_arg",
-           "run_build"]
+           "run_build", "run_import"]
 
 
 def columns_arg(text: str) -> list[str]:
@@ -106,4 +106,17 @@ def run_build(args: argparse.Namespace) -> int:
     except (GradserveError, ValueError) as exc:
         return _fail("build", exc)
     print(result.report)
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from .errors import GradserveError
+    from .importers import import_file
+
+    try:
+        result = import_file(args.source, out=args.out, input_names=args.inputs,
+                             output_names=args.outputs, kind=args.kind, name=args.name)
+    except (GradserveError, ValueError) as exc:
+        return _fail("import", exc)
+    print(result.summary())
     return 0
