@@ -9,6 +9,7 @@ In process::
     pw, px = model.gradient(w, x, py)                        # (p, 1), (n, m)
 
     result = gradserve.build("data.csv", outputs=["y"], out="repo/name")  # train and store
+    result = gradserve.from_onnx("net.onnx", out="repo/net")              # import and store
 """
 
 from .engine import DEFAULT_BUCKETS, Model, SetWeightsStatus
@@ -58,6 +59,8 @@ __all__ = [
     "MissingDependency",
     "build",
     "BuildResult",
+    "from_onnx",
+    "from_sklearn",
     "demo_repository",
     "from_arrays",
     "load_model",
@@ -73,7 +76,8 @@ def demo_repository() -> str:
 
 
 # Loaded on first use: building needs the optimiser library, which serving never imports.
-_LAZY = {"build": "builder", "BuildResult": "builder"}
+_LAZY = {"build": "builder", "BuildResult": "builder", "from_sklearn": "importers",
+         "from_onnx": "importers"}
 
 
 def __getattr__(name: str):

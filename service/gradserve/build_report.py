@@ -30,7 +30,8 @@ class OutputError:
     validation_raw: float | None = None
 
 
-def _relative_rmse(pred: np.ndarray, y: np.ndarray, spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _relative_rmse(pred: np.ndarray, y: np.ndarray,
+                   spread: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     rmse = np.sqrt(np.mean((pred - y) ** 2, axis=0))
     return rmse / spread, rmse
 
@@ -52,10 +53,12 @@ def output_errors(kind: str, names: list[str], pred_fit: np.ndarray, y_fit: np.n
         return [OutputError(n, float(a), float(b)) for n, a, b in zip(names, train, val)]
     train, _ = _relative_rmse(pred_fit, y_fit, spread)
     val, raw = _relative_rmse(pred_val, y_val, spread)
-    return [OutputError(n, float(a), float(b), float(r)) for n, a, b, r in zip(names, train, val, raw)]
+    return [OutputError(n, float(a), float(b), float(r))
+            for n, a, b, r in zip(names, train, val, raw)]
 
 
-def selection_error(kind: str, pred_val: np.ndarray, y_val: np.ndarray, spread: np.ndarray) -> float:
+def selection_error(kind: str, pred_val: np.ndarray, y_val: np.ndarray,
+                    spread: np.ndarray) -> float:
     """The number candidates are ranked by (lower is better), on the validation rows."""
     if kind == "classification":
         return float(-np.mean(np.sum(y_val * np.log(np.maximum(pred_val, 1e-300)), axis=1)))
@@ -101,8 +104,10 @@ class BuildReport:
                                 **({"validation_rmse": o.validation_raw}
                                    if o.validation_raw is not None else {})}
                        for o in self.outputs},
+            # A diverged candidate's error is NaN, which JSON cannot hold: recorded as null.
             "candidates": [{"hidden": list(c.hidden), "n_weights": c.n_weights,
-                            "validation_error": c.validation_error, "epochs": c.epochs}
+                            "validation_error": c.validation_error
+                            if np.isfinite(c.validation_error) else None, "epochs": c.epochs}
                            for c in self.candidates],
             "seconds": self.seconds, "version": self.version, "path": self.path,
         }

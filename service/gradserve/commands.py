@@ -99,7 +99,8 @@ def run_build(args: argparse.Namespace) -> int:
             args.data, args.inputs, args.outputs, out=args.out, kind=args.kind,
             input_shift=_choices(args.input_shift), input_scale=_choices(args.input_scale),
             output_shift=_choices(args.output_shift), output_scale=_choices(args.output_scale),
-            validation=args.validation_rows if args.validation_rows is not None else args.validation,
+            validation=(args.validation_rows if args.validation_rows is not None
+                        else args.validation),
             architectures=args.hidden, activation=args.activation, tolerance=args.tolerance,
             epochs=args.epochs, patience=args.patience, seed=args.seed, name=args.name,
             description=args.description, progress=not args.quiet)

@@ -15,12 +15,12 @@ an error body.
     ├── WeightsConflict        ``If-Match`` named a version that is no longer current
     ├── Unauthorized / Forbidden
     ├── Unavailable            not ready yet, or overloaded (retry later)
-    ├── UnsupportedModel       a model from another tool uses something gradserve cannot express
+    ├── UnsupportedModel       a model from another tool uses what a spec cannot express
     ├── ImportCheckFailed      an imported model does not reproduce its source's outputs
-    └── MissingDependency      an optional extra (``gradserve[build]``, ``gradserve[import]``) is absent
+    └── MissingDependency      an optional extra (``build``, ``import``) is not installed
 
     InvalidInput
-    └── BadData                a data set to build a model from is unusable (names column and row)
+    └── BadData                data to build from is unusable (names the column and row)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tabular data for ``build``: read a CSV or Parquet file (or take arrays), pick columns, check them.
+"""Tabular data for ``build``: read a CSV or Parquet file (or take arrays), pick and check columns.
 
 A :class:`Table` holds the columns as read: strings from a CSV, native values from Parquet or
 numpy. Nothing is converted until a column is picked for a role (input, output, label), and every
@@ -89,7 +89,8 @@ class Table:
             hot = self.numeric(names, "output")
             bad = np.flatnonzero(~np.all((hot == 0) | (hot == 1), axis=1) | (hot.sum(axis=1) != 1))
             if bad.size:
-                raise BadData(f"output columns {list(names)} of {self.source}, {self.where(bad[0])}: "
+                raise BadData(f"output columns {list(names)} of {self.source}, "
+                              f"{self.where(bad[0])}: "
                               f"a one-hot row needs one 1 and zeros, got {hot[bad[0]].tolist()}")
             classes = list(names)
         else:
@@ -121,7 +122,8 @@ class Table:
             if raw is None or (isinstance(raw, str) and raw.strip().lower() in _MISSING):
                 problem = "the value is missing"
             else:
-                problem = f"the value is {'NaN' if np.isnan(out[i]) else out[i]}, not a finite number"
+                shown = "NaN" if np.isnan(out[i]) else out[i]
+                problem = f"the value is {shown}, not a finite number"
             raise BadData(f"column {name!r} of {self.source}, {self.where(i)}: {problem}")
         return out
 
@@ -224,7 +226,8 @@ def table_from_columns(columns: Mapping[str, object], source: str = "data") -> T
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]
         if arr.ndim != 1:
-            raise BadData(f"column {name!r} of {source} must be one-dimensional; got shape {arr.shape}")
+            raise BadData(f"column {name!r} of {source} must be one-dimensional; "
+                          f"got shape {arr.shape}")
         if n is not None and len(arr) != n:
             raise BadData(f"column {name!r} of {source} has {len(arr)} rows; the others have {n}")
         n = len(arr)

@@ -51,3 +51,24 @@ def test_a_missing_optional_package_names_its_extra():
     with pytest.raises(MissingDependency, match=r"pip install 'gradserve\[import\]'"):
         require("gradserve_no_such_package", extra="import", purpose="importing things")
     assert issubclass(MissingDependency, ImportError)
+
+
+def test_importing_gradserve_loads_no_optional_package():
+    """Serving never pays for the builder or the importers: they load on first use."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    service = str(Path(gradserve.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": service}
+
+    def loaded(code):
+        probe = f"import sys, gradserve; {code}; print(sorted(m for m in ('optax', 'sklearn', " \
+                "'onnx', 'pyarrow', 'torch') if m in sys.modules))"
+        return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                              env=env, check=True).stdout.strip()
+
+    assert loaded("pass") == "[]"
+    # reaching the functions loads their modules, still not the packages they read with
+    assert loaded("gradserve.from_onnx, gradserve.from_sklearn, gradserve.build") == "['optax']"

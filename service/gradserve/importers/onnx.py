@@ -97,8 +97,9 @@ class _Translator:
         self.values[input_name] = Affine.node(INPUT_NODE, m)
         for node in self.graph.node:
             if node.domain not in ("", "ai.onnx"):
-                raise UnsupportedModel(f"operator {node.domain}.{node.op_type} ({self._where(node)})"
-                                       f" is not supported: only standard ONNX operators are")
+                raise UnsupportedModel(f"operator {node.domain}.{node.op_type} "
+                                       f"({self._where(node)}) is not supported: only standard "
+                                       "ONNX operators are")
             if node.op_type not in SUPPORTED_OPS:
                 raise UnsupportedModel(
                     f"operator {node.op_type!r} ({self._where(node)}) is not supported; "
@@ -240,7 +241,8 @@ class _Translator:
                 return combine([x, y.scaled(sign)], stack=False)
             if isinstance(x, Affine):
                 return Affine(x.parts, x.kernel, x.bias + sign * self._per_unit(node, y, x.units))
-            return Affine(y.parts, sign * y.kernel, self._per_unit(node, x, y.units) + sign * y.bias)
+            return Affine(y.parts, sign * y.kernel,
+                          self._per_unit(node, x, y.units) + sign * y.bias)
         # Mul, Div: only by a constant, or it is not affine
         if isinstance(x, Affine) and isinstance(y, Affine):
             raise UnsupportedModel(f"{self._where(node)}: a product of two computed values is "
