@@ -15,9 +15,12 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+
 import jax
 import numpy as np
 
+from .auth import KeyRing
 from .batching import Batcher
 from .engine import Call, Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
@@ -37,6 +40,7 @@ class DataPlane:
         self.settings = settings
         self.repository = ModelRepository(settings.models)
         self.metrics = Metrics()
+        self.keys = KeyRing.from_settings(settings)
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
@@ -73,6 +77,7 @@ class DataPlane:
                               slot_rows=self.settings.batch_max_rows).warmup()
                 self._models[name] = model
                 self._write_locks[name] = threading.Lock()
+                self.metrics.track_model(model)
                 mergeable = _mergeable(model)
                 for method in _METHODS:
                     self.batcher.add_queue((name, method), model.run_many, (name, method),
@@ -141,6 +146,7 @@ class DataPlane:
     def get_weights(self, name: str | None) -> tuple[np.ndarray, int]:
         """(weights (p, 1), version), read together so they always match."""
         model = self.model(name)
+        self._check_answer_size(model.n_weights, "the weights")
         state, version = model.snapshot()
         return state.reshape(-1, 1).copy(), version
 
@@ -157,42 +163,81 @@ class DataPlane:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store_weights, model, w, if_version)
 
+    async def restore(self, name: str | None, version: int, if_version: int | None = None) -> int:
+        """Serve stored ``version`` again, stored as a new version (numbers only grow, so an
+        ETag never names two different weight vectors); returns the new version.
+
+        ModelNotFound if that version is not kept; WeightsConflict for a stale ``if_version``.
+        """
+        model = self.model(name)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._restore, model, version, if_version)
+
+    def versions(self, name: str | None) -> dict:
+        """The stored versions of a model (oldest first) and the one served."""
+        model = self.model(name)
+        times = self.repository.version_times(model.name)
+        return {"name": model.name, "served": model.version, "versions": [
+            {"version": v, "stored_at": datetime.fromtimestamp(t, timezone.utc).isoformat()}
+            for v, t in times.items()]}
+
+    def _restore(self, model: Model, version: int, if_version: int | None) -> int:
+        with self._write_locks[model.name]:  # so pruning cannot delete it while it is read
+            spec, weights, _ = self.repository.read(model.name, version)
+            if spec != model.spec:
+                raise InvalidInput(f"version {version} of model {model.name!r} has another "
+                                   "architecture than the served one; it cannot be swapped in "
+                                   "while serving")
+            return self._store_locked(model, weights, if_version)
+
     def _store_weights(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
         with self._write_locks[model.name]:
-            if if_version is not None and if_version != model.version:
-                raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
-                                      f"not {if_version}: read the current weights and retry")
-            version = self.repository.write(model.name, model.spec, w,
-                                            if_version=model.version if if_version is not None else None)
-            model.replace_weights(w, version)
-            self.metrics.weight_updates.labels(model.name).inc()
-            return version
+            return self._store_locked(model, w, if_version)
+
+    def _store_locked(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
+        if if_version is not None and if_version != model.version:
+            raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
+                                  f"not {if_version}: read the current weights and retry")
+        version = self.repository.write(model.name, model.spec, w,
+                                        if_version=model.version if if_version is not None else None)
+        model.replace_weights(w, version)
+        self.metrics.weight_updates.labels(model.name).inc()
+        try:
+            self.repository.prune(model.name, self.settings.keep_versions, protect={version})
+        except OSError as exc:  # the update is stored and served; old versions merely linger
+            log.warning("model %s: could not delete old versions: %s", model.name, exc)
+        return version
 
     # --- compute --------------------------------------------------------------------------------
 
     async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
         """y (n, k); see ``Model.evaluate``."""
         model = self.model(name)
-        self._check_rows(x)
+        self._check_size(model, "evaluate", x)
         return await self._run(model, model.prepare("evaluate", x, w=w))
 
     async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
         """dy (n, k); see ``Model.forward_derivative``."""
         model = self.model(name)
-        self._check_rows(x)
+        self._check_size(model, "forward_derivative", x)
         return await self._run(model, model.prepare("forward_derivative", x, w=w, dw=dw, dx=dx))
 
     async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
         """(pw (p, 1), px (n, m)); see ``Model.gradient``."""
         model = self.model(name)
-        self._check_rows(x)
+        self._check_size(model, "gradient", x)
         return await self._run(model, model.prepare("gradient", x, w=w, py=py))
 
-    def _check_rows(self, x) -> None:
+    def _check_size(self, model: Model, method: str, x) -> None:
         rows = np.shape(x)[0] if np.ndim(x) >= 1 else 0
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
+        # Refused before computing: the answer's size follows from the shapes alone.
+        per_row = model.n_inputs if method == "gradient" else model.n_outputs
+        fixed = model.n_weights if method == "gradient" else 0
+        self._check_answer_size(fixed + rows * per_row, f"the {method} answer for {rows} rows",
+                                per_row, fixed)
 
     async def _run(self, model: Model, call: Call):
         # The call is validated: a bad request has failed already, so it never shares (and
@@ -202,6 +247,15 @@ class DataPlane:
         self.metrics.observe_compute(model.name, call.method, call.rows, time.perf_counter() - start)
         _check_finite_result(call.method, result)
         return result
+
+    def _check_answer_size(self, size: int, what: str, per_row: int = 0, fixed: int = 0) -> None:
+        limit = self.settings.max_answer_elements
+        if size > limit:
+            hint = ""
+            if per_row and limit > fixed:
+                hint = f"; send at most {(limit - fixed) // per_row} rows per request"
+            raise PayloadTooLarge(f"{what} would hold {size} numbers; the limit is {limit} "
+                                  f"(GRADSERVE_MAX_ANSWER_ELEMENTS){hint}")
 
 
 _METHODS = ("evaluate", "forward_derivative", "gradient")
