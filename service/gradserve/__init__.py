@@ -86,3 +86,8 @@ def __getattr__(name: str):
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # The lazy names are public too: listed, as __all__ lists them, before their first use.
+    return sorted([*globals(), *_LAZY])
