@@ -108,7 +108,7 @@ def peer_python(work: Path, peer: str, log) -> Path | None:
             shutil.rmtree(venv)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
         # Few retries: on a machine without network this fails in seconds, not minutes.
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--retries", "1", "--timeout", "15",
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--retries", "0", "--timeout", "5",
                         *packages], check=True, capture_output=True, timeout=900)
     except (subprocess.SubprocessError, OSError) as exc:
         detail = getattr(exc, "stderr", b"") or b""

@@ -152,9 +152,14 @@ class Batcher:
         for w in batch:
             queue.waited.observe(now - w.since)
         queue.sizes.observe(len(batch))
+        try:
+            running = asyncio.get_running_loop().run_in_executor(
+                self.executor, queue.runner, [w.call for w in batch])
+        except RuntimeError:  # the executor is shut down: the service is stopping
+            for w in batch:
+                w.future.set_exception(Unavailable("the service is shutting down", retry_after=1))
+            return
         self._running += 1
-        running = asyncio.get_running_loop().run_in_executor(
-            self.executor, queue.runner, [w.call for w in batch])
         running.add_done_callback(lambda done: self._finished(batch, done))
 
     def _finished(self, batch: list[_Waiting], done: asyncio.Future) -> None:
