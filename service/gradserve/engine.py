@@ -3,6 +3,8 @@
 Compiled functions of (w, x) are built for a fixed set of batch sizes (buckets). A batch is padded
 up to the nearest bucket, and one larger than the biggest bucket is cut into chunks, so no request
 shape ever causes a new trace once a bucket has been compiled (``warmup`` compiles them all).
+Calls with several directions at once are padded, likewise, to a fixed set of direction buckets.
+The kernels beyond the four methods are in ``gradserve.derivatives``.
 """
 
 from __future__ import annotations
@@ -14,16 +16,20 @@ from typing import Callable
 import jax
 import numpy as np
 
-from .arrays import as_matrix, as_vector, check_finite, check_rows
+from . import derivatives, padding
+from .arrays import (as_matrix, as_stack, as_vector, check_finite, check_rows,
+                     check_same_count, shape_of, stacked_count)
 from .errors import InvalidInput
 from .network import build_forward
 from .spec import ModelSpec
 
 jax.config.update("jax_enable_x64", True)  # float64 models need it; float32 ones are unaffected
 
-__all__ = ["Model", "SetWeightsStatus", "DEFAULT_BUCKETS"]
+__all__ = ["Model", "SetWeightsStatus", "DEFAULT_BUCKETS", "DEFAULT_DIRECTION_BUCKETS"]
 
 DEFAULT_BUCKETS = (1, 8, 64, 512, 4096)
+# Few direction buckets: every one multiplies the many-direction kernels compiled per row bucket.
+DEFAULT_DIRECTION_BUCKETS = (8, 64)
 
 
 class SetWeightsStatus(enum.IntEnum):
@@ -60,25 +66,31 @@ def _kernels(forward: Callable) -> dict[str, Callable]:
 class Model:
     """A tabular model y = F(x, w) with its stored weights.
 
-    Shapes: x, dx (n, m) raw inputs; w, dw (p, 1) (``(p,)`` also accepted); y, dy, py (n, k).
+    Shapes: x, dx (n, m) raw inputs; w, dw (p, 1) (``(p,)`` also accepted); y, dy, py (n, k);
+    with r directions at once, dw (p, r), dx (n, m, r), py (n, k, r).
     Arrays are returned in the model's dtype (float64 unless the spec says float32).
     """
 
     def __init__(self, spec: ModelSpec, weights: np.ndarray, *, name: str = "model",
-                 version: int = 0, buckets: tuple[int, ...] = DEFAULT_BUCKETS):
-        if not buckets or min(buckets) < 1:
-            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+                 version: int = 0, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+                 direction_buckets: tuple[int, ...] = DEFAULT_DIRECTION_BUCKETS):
+        for what, sizes in (("buckets", buckets), ("direction_buckets", direction_buckets)):
+            if not sizes or min(sizes) < 1:
+                raise ValueError(f"{what} must be positive sizes, got {sizes}")
         self.spec = spec
         self.name = name
         self.dtype = np.dtype(spec.dtype)
         self.buckets = tuple(sorted(set(int(b) for b in buckets)))
+        self.direction_buckets = tuple(sorted(set(int(b) for b in direction_buckets)))
         self.trace_count = 0  # grows only when JAX traces a kernel: tests use it to prove no retrace
         w = as_vector("weights", weights, spec.n_weights, self.dtype)
         self._state = self._make_state(w, version)
         self._forward = build_forward(spec)
         self._pad_row = np.array([f.shift for f in spec.inputs], dtype=self.dtype)
-        self._jitted = {k: jax.jit(self._counted(f)) for k, f in _kernels(self._forward).items()}
-        self._compiled: dict[tuple[str, int], Callable] = {}
+        kernels = {**_kernels(self._forward), **derivatives.kernels(
+            self._forward, spec.n_inputs, spec.n_outputs, spec.n_weights)}
+        self._jitted = {k: jax.jit(self._counted(f)) for k, f in kernels.items()}
+        self._compiled: dict[tuple[str, int, int | None], Callable] = {}
         self._lock = threading.Lock()
 
     # --- sizes -----------------------------------------------------------------------------
@@ -157,22 +169,41 @@ class Model:
         A given ``w`` is only the evaluation point: the stored weights do not change.
         """
         w_dev, x = self._weights_arg(w), self._x(x)
-        return self._rows("evaluate", w_dev, [x], [])[0]
+        return self._run("evaluate", w_dev, {"x": x})[0]
 
-    def forward_derivative(self, w: np.ndarray | None, dw: np.ndarray, x: np.ndarray,
+    def forward_derivative(self, w: np.ndarray | None, dw: np.ndarray | None, x: np.ndarray,
                            dx: np.ndarray | None = None) -> np.ndarray:
         """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), shape (n, k).
 
-        w, dw: (p, 1) or (p,); x, dx: (n, m). ``dx=None`` holds the inputs fixed. ``w`` is the
-        evaluation point only (None: the stored weights); the stored weights do not change.
+        w, dw: (p, 1) or (p,); x, dx: (n, m). ``dx=None`` holds the inputs fixed, ``dw=None`` the
+        weights (one of them is needed). ``w`` is the evaluation point only (None: the stored
+        weights); the stored weights do not change.
+
+        Several directions in one compiled call: dw (p, r) and/or dx (n, m, r) give dy (n, k, r),
+        direction j being ``forward_derivative(w, dw[:, j], x, dx[..., j])``. A dw of shape
+        (p, 1) with dx absent or (n, m) is the single-direction form above; for r = 1 in the
+        stacked form, give dx (n, m, 1).
         """
         w_dev, x = self._weights_arg(w), self._x(x)
-        dw = as_vector("dw", dw, self.n_weights, self.dtype)
+        if dw is None and dx is None:
+            raise InvalidInput("forward_derivative needs dw, dx or both (None holds that "
+                               "argument fixed)")
+        r = stacked_count(shape_of(dw), 1, shape_of(dx), 2)
+        n, m, p = x.shape[0], self.n_inputs, self.n_weights
+        if r is not None:
+            stack = "several directions, one per column of dw / last-axis entry of dx"
+            dws = (np.zeros((p, r), self.dtype) if dw is None
+                   else as_stack("dw", dw, (p,), self.dtype, stack))
+            dxs = (np.zeros((n, m, r), self.dtype) if dx is None
+                   else as_stack("dx", dx, (n, m), self.dtype, stack))
+            check_same_count("dw", dws, "dx", dxs)
+            return self._run("jvp_many", w_dev, {"dW": dws, "x": x, "dX": dxs})[0]
+        dw = np.zeros(p, self.dtype) if dw is None else as_vector("dw", dw, p, self.dtype)
         if dx is None:
-            return self._rows("jvp_w", w_dev, [x], [dw])[0]
-        dx = as_matrix("dx", dx, self.n_inputs, self.dtype, "the same shape as x")
-        check_rows("dx", dx, x.shape[0])
-        return self._rows("jvp", w_dev, [x, dx], [dw])[0]
+            return self._run("jvp_w", w_dev, {"dw": dw, "x": x})[0]
+        dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x")
+        check_rows("dx", dx, n)
+        return self._run("jvp", w_dev, {"dw": dw, "x": x, "dx": dx})[0]
 
     def gradient(self, w: np.ndarray | None, x: np.ndarray,
                  py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,12 +211,61 @@ class Model:
 
         py: (n, k), the output perturbation. ``w`` is the evaluation point only (None: the stored
         weights); the stored weights do not change.
+
+        Several output perturbations in one compiled call: py (n, k, r) gives pw (p, 1, r) and
+        px (n, m, r), entry j being ``gradient(w, x, py[..., j])``.
         """
         w_dev, x = self._weights_arg(w), self._x(x)
+        shape = shape_of(py)
+        if shape is not None and len(shape) == 3:
+            pys = as_stack("py", py, (x.shape[0], self.n_outputs), self.dtype,
+                           "one row per row of x, one column per output, one slice per direction")
+            pws, pxs = self._run("vjp_many", w_dev, {"x": x, "PY": pys}, summed=0)
+            return pws[:, None, :], pxs
         py = as_matrix("py", py, self.n_outputs, self.dtype, "one row per row of x, one column per output")
         check_rows("py", py, x.shape[0])
-        pws, px = self._rows("vjp", w_dev, [x, py], [], summed=0)
+        pws, px = self._run("vjp", w_dev, {"x": x, "py": py}, summed=0)
         return pws.reshape(-1, 1), px
+
+    # --- beyond the four methods --------------------------------------------------------------
+
+    def hessian_vector(self, w: np.ndarray | None, x: np.ndarray, py: np.ndarray,
+                       dw: np.ndarray | None = None,
+                       dx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Hessian-vector product of φ(w, x) = <py, F(w, x)>: (hw (p, 1), hx (n, m)) =
+        ∇²φ · (dw, dx), i.e. the derivative of ``gradient(w, x, py)`` in the direction (dw, dx).
+
+        py (n, k); dw (p, 1) or (p,), dx (n, m); a None direction is zero (one is needed). For
+        Newton-type steps and Laplace approximations. ``w`` as in ``gradient``.
+        """
+        w_dev, x = self._weights_arg(w), self._x(x)
+        if dw is None and dx is None:
+            raise InvalidInput("hessian_vector needs dw, dx or both (None is a zero direction)")
+        n, m, p = x.shape[0], self.n_inputs, self.n_weights
+        py = as_matrix("py", py, self.n_outputs, self.dtype, "one row per row of x, one column per output")
+        check_rows("py", py, n)
+        dw = np.zeros(p, self.dtype) if dw is None else as_vector("dw", dw, p, self.dtype)
+        if dx is None:
+            dx = np.zeros((n, m), self.dtype)
+        else:
+            dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x")
+            check_rows("dx", dx, n)
+        hw, hx = self._run("hvp", w_dev, {"dw": dw, "x": x, "py": py, "dx": dx}, summed=0)
+        return hw.reshape(-1, 1), hx
+
+    def jacobian(self, w: np.ndarray | None, x: np.ndarray, wrt: str = "x") -> np.ndarray:
+        """The full Jacobian of each row: ∂y_i/∂x_i (n, k, m) for ``wrt="x"``, ∂y_i/∂w (n, k, p)
+        for ``wrt="w"``. Forward or reverse mode, whichever needs fewer passes for the model's
+        sizes (``derivatives.jacobian_modes``). ``w`` as in ``gradient``.
+        """
+        if wrt not in ("x", "w"):
+            raise InvalidInput(f"wrt must be 'x' or 'w', got {wrt!r}")
+        w_dev, x = self._weights_arg(w), self._x(x)
+        return self._run(f"jacobian_{wrt}", w_dev, {"x": x})[0]
+
+    def jacobian_size(self, n: int, wrt: str) -> int:
+        """Entries of the answer of ``jacobian`` for n rows (to refuse one too large to send)."""
+        return n * self.n_outputs * (self.n_weights if wrt == "w" else self.n_inputs)
 
     # --- compilation --------------------------------------------------------------------------
 
@@ -193,36 +273,33 @@ class Model:
         """Compile every kernel for every bucket now, so no request ever waits for a compile."""
         for kernel in self._jitted:
             for bucket in self.buckets:
-                self._executable(kernel, bucket)
+                for directions in self._direction_sizes(kernel):
+                    self._executable(kernel, bucket, directions)
         return self
 
     def bucket_for(self, n: int) -> int:
         """The smallest bucket that holds n rows (n at most the largest bucket)."""
-        for bucket in self.buckets:
-            if bucket >= n:
-                return bucket
-        return self.buckets[-1]
+        return padding.smallest(self.buckets, n)
 
-    def _executable(self, kernel: str, bucket: int) -> Callable:
-        key = (kernel, bucket)
+    def _direction_sizes(self, kernel: str) -> tuple[int | None, ...]:
+        return self.direction_buckets if kernel in derivatives.MANY else (None,)
+
+    def _executable(self, kernel: str, bucket: int, directions: int | None = None) -> Callable:
+        key = (kernel, bucket, directions)
         fn = self._compiled.get(key)
         if fn is None:
             with self._lock:
                 fn = self._compiled.get(key)
                 if fn is None:
-                    fn = self._jitted[kernel].lower(*self._arg_shapes(kernel, bucket)).compile()
+                    shapes = self._arg_shapes(kernel, bucket, directions)
+                    fn = self._jitted[kernel].lower(*shapes).compile()
                     self._compiled[key] = fn
         return fn
 
-    def _arg_shapes(self, kernel: str, n: int) -> list[jax.ShapeDtypeStruct]:
-        p, m, k = self.n_weights, self.n_inputs, self.n_outputs
-        s = lambda *shape: jax.ShapeDtypeStruct(shape, self.dtype)  # noqa: E731
-        return {
-            "evaluate": [s(p), s(n, m)],
-            "jvp": [s(p), s(p), s(n, m), s(n, m)],
-            "jvp_w": [s(p), s(p), s(n, m)],
-            "vjp": [s(p), s(n, m), s(n, k)],
-        }[kernel]
+    def _arg_shapes(self, kernel: str, n: int, r: int | None = None) -> list[jax.ShapeDtypeStruct]:
+        sizes = (self.n_inputs, self.n_outputs, self.n_weights)
+        return [jax.ShapeDtypeStruct(derivatives.arg_shape(arg, n, r, *sizes), self.dtype)
+                for arg in derivatives.ARGS[kernel]]
 
     def _counted(self, fn: Callable) -> Callable:
         def traced(*args):
@@ -247,40 +324,50 @@ class Model:
     def _x(self, x: np.ndarray) -> np.ndarray:
         return as_matrix("x", x, self.n_inputs, self.dtype, "one row per sample, one column per input")
 
-    def _rows(self, kernel: str, w, row_args: list[np.ndarray], fixed: list[np.ndarray],
-              summed: int | None = None) -> list[np.ndarray]:
-        """Run ``kernel(w, *fixed, *row_args)`` over the rows, padded to buckets and chunked.
+    def _run(self, kernel: str, w, arrays: dict[str, np.ndarray],
+             summed: int | None = None) -> list[np.ndarray]:
+        """Run ``kernel`` on checked ``arrays`` (named as in ``derivatives.ARGS``): rows padded to
+        buckets and cut into chunks of the largest, directions likewise.
 
         Output ``summed`` (an index, or None) is a sum over rows (pw of a VJP): its chunks are
         added; every other output is per row and its chunks are concatenated.
         """
-        n = row_args[0].shape[0]
+        names = derivatives.ARGS[kernel][1:]
+        n = arrays["x"].shape[0]
         largest = self.buckets[-1]
         parts: list[list[np.ndarray]] = []
         for start in range(0, n, largest):
             rows = min(largest, n - start)
             bucket = self.bucket_for(rows)
-            chunk = [self._pad(a[start:start + rows], bucket, i == 0) for i, a in enumerate(row_args)]
-            out = self._executable(kernel, bucket)(w, *fixed, *chunk)
-            outs = out if isinstance(out, tuple) else (out,)
-            parts.append([np.asarray(o) if j == summed else np.asarray(o)[:rows]
-                          for j, o in enumerate(outs)])
-        result = []
-        for j in range(len(parts[0])):
-            pieces = [part[j] for part in parts]
-            result.append(sum(pieces[1:], pieces[0]) if j == summed else
-                          pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
-        return result
+            chunk = {name: padding.pad_rows(arrays[name][start:start + rows], bucket,
+                                            self._pad_row if name == "x" else None)
+                     if derivatives.is_per_row(name) else arrays[name] for name in names}
+            outs = self._over_directions(kernel, bucket, w, [chunk[name] for name in names])
+            parts.append([o if j == summed else o[:rows] for j, o in enumerate(outs)])
+        return [padding.combine([part[j] for part in parts], j == summed, axis=0)
+                for j in range(len(parts[0]))]
 
-    def _pad(self, a: np.ndarray, bucket: int, is_x: bool) -> np.ndarray:
-        if a.shape[0] == bucket:
-            return a
-        # x is padded with the input shift (normalised zero) so pad rows stay tame; tangents and
-        # cotangents with zeros, so pad rows add nothing to pw.
-        fill = self._pad_row if is_x else np.zeros(a.shape[1], self.dtype)
-        return np.concatenate([a, np.broadcast_to(fill, (bucket - a.shape[0], a.shape[1]))])
+    def _over_directions(self, kernel: str, bucket: int, w, args: list[np.ndarray]) -> list[np.ndarray]:
+        """One compiled call, or, for a many-direction kernel, one per chunk of the largest
+        direction bucket, each padded with zero directions."""
+        names = derivatives.ARGS[kernel][1:]
+        if kernel not in derivatives.MANY:
+            return padding.outputs(self._executable(kernel, bucket)(w, *args))
+        r = next(a.shape[-1] for name, a in zip(names, args) if derivatives.is_directional(name))
+        largest = self.direction_buckets[-1]
+        pieces = []
+        for start in range(0, r, largest):
+            count = min(largest, r - start)
+            size = padding.smallest(self.direction_buckets, count)
+            padded = [padding.pad_directions(a[..., start:start + count], size)
+                      if derivatives.is_directional(name) else a for name, a in zip(names, args)]
+            outs = padding.outputs(self._executable(kernel, bucket, size)(w, *padded))
+            pieces.append([o[..., :count] for o in outs])
+        return [padding.combine([piece[j] for piece in pieces], False, axis=-1)
+                for j in range(len(pieces[0]))]
 
     def __repr__(self) -> str:
         return (f"Model(name={self.name!r}, version={self.version}, kind={self.spec.kind!r}, "
                 f"m={self.n_inputs}, k={self.n_outputs}, p={self.n_weights}, dtype={self.dtype})")
+
 
