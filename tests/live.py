@@ -17,6 +17,7 @@ import httpx
 import gradserve
 
 TEST_BUCKETS = "1,8,64"  # fewer buckets compile faster; chunking is tested in the engine
+TEST_DIRECTION_BUCKETS = "4"
 # Servers of one test session share a compilation cache, so only the first compiles.
 CACHE = Path(os.environ.get("GRADSERVE_TEST_CACHE", Path(tempfile.gettempdir()) / "gradserve-test-jax-cache"))
 
@@ -41,7 +42,8 @@ class LiveServer:
         self.models = Path(models)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "GRADSERVE_BUCKETS": TEST_BUCKETS, "PYTHONUNBUFFERED": "1",
+        self.env = {**os.environ, "GRADSERVE_BUCKETS": TEST_BUCKETS,
+                    "GRADSERVE_DIRECTION_BUCKETS": TEST_DIRECTION_BUCKETS, "PYTHONUNBUFFERED": "1",
                     "JAX_PLATFORMS": "cpu", "GRADSERVE_COMPILATION_CACHE": str(CACHE), **(env or {})}
         self.args = args or []
         self.log_path = log or (self.models.parent / f"server-{self.port}.log")

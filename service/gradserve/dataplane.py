@@ -18,6 +18,7 @@ from typing import Callable
 import jax
 import numpy as np
 
+from .arrays import shape_of, stacked_count
 from .engine import Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
 from .metrics import Metrics
@@ -59,7 +60,8 @@ class DataPlane:
                 self.repository.remove_stale_temporaries(name)
                 spec, weights, version = self.repository.read(name)
                 model = Model(spec, weights, name=name, version=version,
-                              buckets=self.settings.buckets).warmup()
+                              buckets=self.settings.buckets,
+                              direction_buckets=self.settings.direction_buckets).warmup()
                 self._models[name] = model
                 self._write_locks[name] = threading.Lock()
                 log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
@@ -164,16 +166,49 @@ class DataPlane:
         return await self._run(model, "evaluate", x, lambda: model.evaluate(x, w))
 
     async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
+        """dy (n, k), or (n, k, r) for r directions at once (dw (p, r) and/or dx (n, m, r))."""
         model = self.model(name)
+        r = stacked_count(shape_of(dw), 1, shape_of(dx), 2)
+        if r is not None:
+            self._limit_answer(model, "forward_derivative", _rows(x) * model.n_outputs * r)
         return await self._run(model, "forward_derivative", x,
                                lambda: model.forward_derivative(w, dw, x, dx))
 
     async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
+        """(pw (p, 1), px (n, m)), or (p, 1, r) and (n, m, r) for py (n, k, r)."""
         model = self.model(name)
+        shape = shape_of(py)
+        if shape is not None and len(shape) == 3:
+            entries = (model.n_weights + _rows(x) * model.n_inputs) * shape[-1]
+            self._limit_answer(model, "gradient", entries)
         return await self._run(model, "gradient", x, lambda: model.gradient(w, x, py))
 
+    async def hessian_vector(self, name: str | None, w, x, py, dw=None,
+                             dx=None) -> tuple[np.ndarray, np.ndarray]:
+        """(hw (p, 1), hx (n, m)): the Hessian of <py, F(w, x)> applied to (dw, dx)."""
+        model = self.model(name)
+        return await self._run(model, "hessian_vector", x,
+                               lambda: model.hessian_vector(w, x, py, dw, dx))
+
+    async def jacobian(self, name: str | None, w, x, wrt: str = "x") -> np.ndarray:
+        """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row; refused (PayloadTooLarge) before
+        computing when the answer would exceed ``max_answer_bytes``."""
+        model = self.model(name)
+        if wrt in ("x", "w"):
+            self._limit_answer(model, f"jacobian with respect to {wrt}",
+                               model.jacobian_size(_rows(x), wrt))
+        return await self._run(model, "jacobian", x, lambda: model.jacobian(w, x, wrt))
+
+    def _limit_answer(self, model: Model, what: str, entries: int) -> None:
+        size = entries * model.dtype.itemsize
+        if size > self.settings.max_answer_bytes:
+            raise PayloadTooLarge(
+                f"the {what} answer would hold {entries} values ({size} bytes); at most "
+                f"{self.settings.max_answer_bytes} bytes are sent (GRADSERVE_MAX_ANSWER_BYTES): "
+                "ask for fewer rows or directions per request")
+
     async def _run(self, model: Model, method: str, x, call: Callable):
-        rows = np.shape(x)[0] if np.ndim(x) >= 1 else 0
+        rows = _rows(x)
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
@@ -182,6 +217,11 @@ class DataPlane:
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result
+
+
+def _rows(x) -> int:
+    shape = shape_of(x)
+    return shape[0] if shape else 0
 
 
 def _use_compilation_cache(folder) -> None:

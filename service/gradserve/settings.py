@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .engine import DEFAULT_BUCKETS
+from .engine import DEFAULT_BUCKETS, DEFAULT_DIRECTION_BUCKETS
 
 __all__ = ["Settings"]
 
@@ -32,28 +32,34 @@ class Settings(BaseSettings):
     """Model served by the un-prefixed routes (``/gradient``...); default: the only model, or the first by name."""
     buckets: Annotated[tuple[int, ...], NoDecode] = DEFAULT_BUCKETS
     """Batch sizes compiled at start-up; larger batches are cut into chunks of the largest."""
+    direction_buckets: Annotated[tuple[int, ...], NoDecode] = DEFAULT_DIRECTION_BUCKETS
+    """Numbers of directions compiled at start-up for calls with several directions at once
+    (dw (p, r), dx (n, m, r), py (n, k, r)); more directions are cut into chunks of the largest."""
     compute_threads: int = Field(2, ge=1, le=256)
     """Threads that run compiled model calls, off the event loop."""
     max_body_bytes: int = Field(256 * 2**20, ge=1024)
     """Largest request body accepted (413 beyond)."""
     max_rows: int = Field(1_000_000, ge=1)
     """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    max_answer_bytes: int = Field(256 * 2**20, ge=1024)
+    """Largest answer a Jacobian or a call with several directions may produce (413 beyond,
+    refused before computing)."""
     compilation_cache: Path | None = None
     """Folder of JAX's persistent compilation cache: a restart then loads compiled kernels
     instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
 
-    @field_validator("buckets", mode="before")
+    @field_validator("buckets", "direction_buckets", mode="before")
     @classmethod
     def _parse_buckets(cls, value):
         if isinstance(value, str):
             value = [int(v) for v in value.replace(",", " ").split()]
         return tuple(sorted(set(value)))
 
-    @field_validator("buckets")
+    @field_validator("buckets", "direction_buckets")
     @classmethod
     def _positive(cls, value):
         if not value or min(value) < 1:
-            raise ValueError("buckets must be positive batch sizes, e.g. '1,8,64,512,4096'")
+            raise ValueError("buckets must be positive sizes, e.g. '1,8,64,512,4096'")
         return value

@@ -19,7 +19,8 @@ log = logging.getLogger("gradserve")
 
 DESCRIPTION = """Derivatives of tabular neural models y = F(x, w), NeurEco Tabular style:
 `get_weights`, `set_weights`, `forward_derivative` (forward mode) and `gradient` (reverse mode),
-plus `evaluate`. Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
+plus `evaluate`, several directions per call, full `jacobian`s and `hessian_vector` products.
+Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
 application/x-safetensors`, as little-endian binary tensors. Errors are
 `{"error": {"type", "message"}}`."""
 

@@ -5,44 +5,22 @@ Each model route exists twice: under ``/models/{name}`` and, for the default mod
 
 from __future__ import annotations
 
-from typing import Annotated, Awaitable, Callable
+from typing import Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ..dataplane import DataPlane
-from ..errors import InvalidInput, PayloadTooLarge
+from ..errors import InvalidInput
 from ..metrics import CONTENT_TYPE_LATEST
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
+from .deps import Plane, read_body
 from .errors import json_response
 
-
-def get_dataplane(request: Request) -> DataPlane:
-    return request.app.state.dataplane
-
-
-Plane = Annotated[DataPlane, Depends(get_dataplane)]
 Handler = Callable[[DataPlane, "str | None", Request], Awaitable[Response]]
 
 router = APIRouter()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it exceeds ``limit`` (a declared length is checked
-    before reading; a chunked body is counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {limit} "
-                              "(GRADSERVE_MAX_BODY_BYTES)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes "
-                                  "(GRADSERVE_MAX_BODY_BYTES)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _decode(plane: DataPlane, name: str | None, request: Request, kind: str) -> dict:
@@ -105,6 +83,18 @@ async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Res
     return _answer(request, {"pw": pw, "px": px})
 
 
+async def _hessian_vector(plane: DataPlane, name: str | None, request: Request) -> Response:
+    a = await _decode(plane, name, request, "hessian_vector")
+    hw, hx = await plane.hessian_vector(name, a["w"], a["x"], a["py"], a["dw"], a["dx"])
+    return _answer(request, {"hw": hw, "hx": hx})
+
+
+async def _jacobian(plane: DataPlane, name: str | None, request: Request) -> Response:
+    a = await _decode(plane, name, request, "jacobian")
+    wrt = request.query_params.get("wrt", "x")
+    return _answer(request, {"jacobian": await plane.jacobian(name, a["w"], a["x"], wrt)})
+
+
 def _route(method: str, suffix: str, handler: Handler, operation: str, summary: str,
            extra: dict | None = None, responses: dict | None = None) -> None:
     """Register ``handler`` at ``/models/{name}<suffix>`` and, for the default model, at
@@ -141,6 +131,14 @@ _route("POST", "/forward_derivative", _forward_derivative, "forward_derivative",
        responses=schemas.answer("forward_derivative", *_COMPUTE_ERRORS))
 _route("POST", "/gradient", _gradient, "gradient", "Reverse mode: (pw, px) = pyᵀ·(∂y/∂w, ∂y/∂x)",
        extra=schemas.request_body("gradient"), responses=schemas.answer("gradient", *_COMPUTE_ERRORS))
+_route("POST", "/hessian_vector", _hessian_vector, "hessian_vector",
+       "Hessian-vector product of <py, y>: (hw, hx) = ∇²<py, y>·(dw, dx)",
+       extra=schemas.request_body("hessian_vector"),
+       responses=schemas.answer("hessian_vector", *_COMPUTE_ERRORS))
+_route("POST", "/jacobian", _jacobian, "jacobian",
+       "Full Jacobian of each row: ∂y/∂x (n, k, m) or ∂y/∂w (n, k, p)",
+       extra={**schemas.request_body("jacobian"), "parameters": [schemas.WRT]},
+       responses=schemas.answer("jacobian", *_COMPUTE_ERRORS))
 
 
 @router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata")
