@@ -35,3 +35,12 @@ def test_the_jacobian_names_its_query_parameter():
     paths = json.loads(SPEC.read_text())["paths"]
     params = paths["/models/{name}/jacobian"]["post"]["parameters"]
     assert {p["name"] for p in params} == {"name", "wrt"}
+
+
+def test_the_other_protocols_are_in_the_spec():
+    paths = json.loads(SPEC.read_text())["paths"]
+    for path in ("/Info", "/ModelInfo", "/InputSizes", "/OutputSizes", "/Evaluate", "/Gradient",
+                 "/ApplyJacobian", "/ApplyHessian", "/v2", "/v2/health/live", "/v2/health/ready",
+                 "/v2/models/{name}", "/v2/models/{name}/ready", "/v2/models/{name}/infer",
+                 "/v2/models/{name}/versions/{version}/infer"):
+        assert path in paths, path

@@ -13,7 +13,7 @@ from .. import __version__
 from ..dataplane import DataPlane
 from ..metrics import Metrics
 from ..settings import Settings
-from . import errors, routes
+from . import errors, routes, umbridge, v2
 
 log = logging.getLogger("gradserve")
 
@@ -22,7 +22,8 @@ DESCRIPTION = """Derivatives of tabular neural models y = F(x, w), NeurEco Tabul
 plus `evaluate`, several directions per call, full `jacobian`s and `hessian_vector` products.
 Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
 application/x-safetensors`, as little-endian binary tensors. Errors are
-`{"error": {"type", "message"}}`."""
+`{"error": {"type", "message"}}`. The same models are served over the UM-Bridge protocol
+(`/Info`, `/Evaluate`, ...) and the Open Inference Protocol (`/v2/...`)."""
 
 
 class MetricsMiddleware:
@@ -75,7 +76,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.state.settings = settings
     errors.install(app)
+    # Three front ends, one data plane: each router only translates its protocol to DataPlane
+    # calls.
     app.include_router(routes.router)
+    app.include_router(umbridge.router)
+    app.include_router(v2.router)
     app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
     return app
 

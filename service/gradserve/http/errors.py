@@ -1,13 +1,19 @@
-"""Domain errors to HTTP, in one place: ``{"error": {"type": ..., "message": ...}}``."""
+"""Domain errors to HTTP, in one place: ``{"error": {"type": ..., "message": ...}}``.
+
+Another protocol's router answers in its own error shape through ``translating_route``: the
+status of every domain error still comes from ``status_of`` here.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors as e
@@ -80,6 +86,27 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s: unexpected error", request.method, request.url.path)
     return error_response(500, "InternalError", f"an internal error occurred ({type(exc).__name__}); "
                           "it has been logged")
+
+
+def translating_route(render: Callable[[e.GradserveError], Response]) -> type[APIRoute]:
+    """A route class for a protocol router: its domain errors, raised by a handler or by a
+    dependency, are answered by ``render`` (the protocol's error shape) instead of the REST one."""
+
+    class TranslatingRoute(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def translated(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except e.GradserveError as exc:
+                    if status_of(exc) >= 500:
+                        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+                    return render(exc)
+
+            return translated
+
+    return TranslatingRoute
 
 
 def install(app: FastAPI) -> None:
