@@ -16,6 +16,7 @@ from ._async import AsyncClient, AsyncModel
 from ._client import Client, Model
 from ._errors import (
     APIError,
+    DeadlineExceeded,
     Forbidden,
     GradserveError,
     InvalidInput,
@@ -39,6 +40,7 @@ __all__ = [
     "AsyncClient",
     "AsyncModel",
     "Client",
+    "DeadlineExceeded",
     "Forbidden",
     "GradserveError",
     "InvalidInput",

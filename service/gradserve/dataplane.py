@@ -13,12 +13,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Callable
 
 import jax
 import numpy as np
 
 from .arrays import shape_of, stacked_count
+from .auth import KeyRing
 from .engine import Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
 from .metrics import Metrics
@@ -37,6 +39,7 @@ class DataPlane:
         self.settings = settings
         self.repository = ModelRepository(settings.models)
         self.metrics = Metrics()
+        self.keys = KeyRing.from_settings(settings)
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
@@ -64,6 +67,7 @@ class DataPlane:
                               direction_buckets=self.settings.direction_buckets).warmup()
                 self._models[name] = model
                 self._write_locks[name] = threading.Lock()
+                self.metrics.track_model(model)
                 log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
                          name, version, spec.kind, spec.n_inputs, spec.n_outputs, spec.n_weights,
                          spec.dtype, time.perf_counter() - start)
@@ -83,10 +87,6 @@ class DataPlane:
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
-
-    @property
-    def load_error(self) -> BaseException | None:
-        return self._load_error
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
@@ -132,6 +132,7 @@ class DataPlane:
     def get_weights(self, name: str | None) -> tuple[np.ndarray, int]:
         """(weights (p, 1), version), read together so they always match."""
         model = self.model(name)
+        self._check_answer_size(model.n_weights, "the weights")
         state, version = model.snapshot()
         return state.reshape(-1, 1).copy(), version
 
@@ -148,75 +149,115 @@ class DataPlane:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store_weights, model, w, if_version)
 
+    async def restore(self, name: str | None, version: int, if_version: int | None = None) -> int:
+        """Serve stored ``version`` again, stored as a new version (numbers only grow, so an
+        ETag never names two different weight vectors); returns the new version.
+
+        ModelNotFound if that version is not kept; WeightsConflict for a stale ``if_version``.
+        """
+        model = self.model(name)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._restore, model, version, if_version)
+
+    def versions(self, name: str | None) -> dict:
+        """The stored versions of a model (oldest first) and the one served."""
+        model = self.model(name)
+        times = self.repository.version_times(model.name)
+        return {"name": model.name, "served": model.version, "versions": [
+            {"version": v, "stored_at": datetime.fromtimestamp(t, timezone.utc).isoformat()}
+            for v, t in times.items()]}
+
+    def _restore(self, model: Model, version: int, if_version: int | None) -> int:
+        with self._write_locks[model.name]:  # so pruning cannot delete it while it is read
+            spec, weights, _ = self.repository.read(model.name, version)
+            if spec != model.spec:
+                raise InvalidInput(f"version {version} of model {model.name!r} has another "
+                                   "architecture than the served one; it cannot be swapped in "
+                                   "while serving")
+            return self._store_locked(model, weights, if_version)
+
     def _store_weights(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
         with self._write_locks[model.name]:
-            if if_version is not None and if_version != model.version:
-                raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
-                                      f"not {if_version}: read the current weights and retry")
-            version = self.repository.write(model.name, model.spec, w,
-                                            if_version=model.version if if_version is not None else None)
-            model.replace_weights(w, version)
-            self.metrics.weight_updates.labels(model.name).inc()
-            return version
+            return self._store_locked(model, w, if_version)
+
+    def _store_locked(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
+        if if_version is not None and if_version != model.version:
+            raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
+                                  f"not {if_version}: read the current weights and retry")
+        version = self.repository.write(model.name, model.spec, w,
+                                        if_version=model.version if if_version is not None else None)
+        model.replace_weights(w, version)
+        self.metrics.weight_updates.labels(model.name).inc()
+        try:
+            self.repository.prune(model.name, self.settings.keep_versions, protect={version})
+        except OSError as exc:  # the update is stored and served; old versions merely linger
+            log.warning("model %s: could not delete old versions: %s", model.name, exc)
+        return version
 
     # --- compute --------------------------------------------------------------------------------
 
     async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
         model = self.model(name)
-        return await self._run(model, "evaluate", x, lambda: model.evaluate(x, w))
+        return await self._run(model, "evaluate", x, lambda: model.evaluate(x, w),
+                               per_row=model.n_outputs)
 
     async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
         """dy (n, k), or (n, k, r) for r directions at once (dw (p, r) and/or dx (n, m, r))."""
         model = self.model(name)
-        r = stacked_count(shape_of(dw), 1, shape_of(dx), 2)
-        if r is not None:
-            self._limit_answer(model, "forward_derivative", _rows(x) * model.n_outputs * r)
+        r = stacked_count(shape_of(dw), 1, shape_of(dx), 2) or 1
         return await self._run(model, "forward_derivative", x,
-                               lambda: model.forward_derivative(w, dw, x, dx))
+                               lambda: model.forward_derivative(w, dw, x, dx),
+                               per_row=model.n_outputs * r, directions=r)
 
     async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
         """(pw (p, 1), px (n, m)), or (p, 1, r) and (n, m, r) for py (n, k, r)."""
         model = self.model(name)
         shape = shape_of(py)
-        if shape is not None and len(shape) == 3:
-            entries = (model.n_weights + _rows(x) * model.n_inputs) * shape[-1]
-            self._limit_answer(model, "gradient", entries)
-        return await self._run(model, "gradient", x, lambda: model.gradient(w, x, py))
+        r = shape[-1] if shape is not None and len(shape) == 3 else 1
+        return await self._run(model, "gradient", x, lambda: model.gradient(w, x, py),
+                               per_row=model.n_inputs * r, fixed=model.n_weights * r, directions=r)
 
     async def hessian_vector(self, name: str | None, w, x, py, dw=None,
                              dx=None) -> tuple[np.ndarray, np.ndarray]:
         """(hw (p, 1), hx (n, m)): the Hessian of <py, F(w, x)> applied to (dw, dx)."""
         model = self.model(name)
         return await self._run(model, "hessian_vector", x,
-                               lambda: model.hessian_vector(w, x, py, dw, dx))
+                               lambda: model.hessian_vector(w, x, py, dw, dx),
+                               per_row=model.n_inputs, fixed=model.n_weights)
 
     async def jacobian(self, name: str | None, w, x, wrt: str = "x") -> np.ndarray:
-        """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row; refused (PayloadTooLarge) before
-        computing when the answer would exceed ``max_answer_bytes``."""
+        """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row."""
         model = self.model(name)
-        if wrt in ("x", "w"):
-            self._limit_answer(model, f"jacobian with respect to {wrt}",
-                               model.jacobian_size(_rows(x), wrt))
-        return await self._run(model, "jacobian", x, lambda: model.jacobian(w, x, wrt))
+        per_row = model.jacobian_size(1, wrt) if wrt in ("x", "w") else 0
+        return await self._run(model, "jacobian", x, lambda: model.jacobian(w, x, wrt),
+                               per_row=per_row)
 
-    def _limit_answer(self, model: Model, what: str, entries: int) -> None:
-        size = entries * model.dtype.itemsize
-        if size > self.settings.max_answer_bytes:
-            raise PayloadTooLarge(
-                f"the {what} answer would hold {entries} values ({size} bytes); at most "
-                f"{self.settings.max_answer_bytes} bytes are sent (GRADSERVE_MAX_ANSWER_BYTES): "
-                "ask for fewer rows or directions per request")
-
-    async def _run(self, model: Model, method: str, x, call: Callable):
+    async def _run(self, model: Model, method: str, x, call: Callable, per_row: int,
+                   fixed: int = 0, directions: int = 1):
+        """Run ``call`` on the compute threads, after the limits: rows, and the answer's size
+        (``fixed + rows * per_row`` numbers), refused before computing since the shapes alone
+        give it."""
         rows = _rows(x)
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
+        what = f"the {method} answer for {rows} rows" + (
+            f" and {directions} directions" if directions > 1 else "")
+        self._check_answer_size(fixed + rows * per_row, what, per_row, fixed)
         start = time.perf_counter()
         result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result
+
+    def _check_answer_size(self, size: int, what: str, per_row: int = 0, fixed: int = 0) -> None:
+        limit = self.settings.max_answer_elements
+        if size > limit:
+            hint = ""
+            if per_row and limit > fixed:
+                hint = f"; send at most {(limit - fixed) // per_row} rows per request"
+            raise PayloadTooLarge(f"{what} would hold {size} numbers; the limit is {limit} "
+                                  f"(GRADSERVE_MAX_ANSWER_ELEMENTS){hint}")
 
 
 def _rows(x) -> int:

@@ -4,6 +4,9 @@ Versions are positive integers; the highest complete one is the latest. A new ve
 into a hidden temporary folder beside the others, flushed to disk, then renamed into place, so a
 reader sees a whole version or none, and a crash mid-write leaves the previous version. The rename
 is also the lock between writers: two that race for the same number cannot both win.
+
+Old versions are pruned the same way in reverse: renamed out of sight first (atomic), then
+deleted, so a crash mid-delete leaves a hidden temporary folder, never a half version.
 """
 
 from __future__ import annotations
@@ -112,6 +115,35 @@ class ModelRepository:
             return []
         return sorted(int(p.name) for p in folder.iterdir()
                       if p.name.isdigit() and (p / SPEC_FILE).is_file() and int(p.name) > 0)
+
+    def version_times(self, name: str) -> dict[int, float]:
+        """{version: the time it was stored (Unix seconds)}, oldest first."""
+        times = {}
+        for v in self.versions(name):
+            try:
+                times[v] = (self.root / name / str(v) / SPEC_FILE).stat().st_mtime
+            except FileNotFoundError:  # pruned meanwhile
+                pass
+        return times
+
+    def prune(self, name: str, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """Delete all but the ``keep`` newest versions, never one in ``protect`` nor the latest;
+        returns the versions deleted, oldest first."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        versions = self.versions(name)
+        doomed = [v for v in versions[:-keep] if v not in protect]
+        folder = self.root / name
+        for v in doomed:
+            trash = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            try:
+                os.rename(folder / str(v), trash)
+            except FileNotFoundError:  # another writer pruned it first
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+        if doomed:
+            _fsync(folder)
+        return doomed
 
     def latest_version(self, name: str) -> int:
         versions = self.versions(name)

@@ -11,7 +11,6 @@ See docs/binary-encoding.md.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import orjson
@@ -20,7 +19,7 @@ import safetensors.numpy
 
 from .errors import MalformedBody, UnsupportedMediaType
 
-__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "wants_binary"]
+__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "numbers", "wants_binary"]
 
 JSON = "application/json"
 BINARY = "application/x-safetensors"
@@ -46,7 +45,8 @@ def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) 
     so a misspelt ``dx`` is not silently read as "inputs held fixed".
     """
     media = _media_type(content_type)
-    if media in (JSON, "", "text/json") or media.endswith("+json"):
+    is_json = media in (JSON, "", "text/json") or media.endswith("+json")
+    if is_json:
         values = _decode_json(body)
     elif media in (BINARY, "application/octet-stream"):
         values = _decode_binary(body)
@@ -59,6 +59,8 @@ def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) 
     for name, required in fields.items():
         if required and values.get(name) is None:
             raise MalformedBody(f"field {name!r} is required (fields: {', '.join(fields)})")
+    if is_json:
+        _refuse_non_numbers(body, len(values))
     return {name: values.get(name) for name in fields}
 
 
@@ -84,12 +86,59 @@ def _decode_json(body: bytes) -> dict:
     return out
 
 
+def _refuse_non_numbers(body: bytes, n_fields: int) -> None:
+    """Refuse booleans and strings inside arrays, which numpy reads as numbers (true as 1, "2"
+    as 2.0). Once the field names are known ones, a body holds only those names, numbers,
+    arrays and nulls, so a scan of the bytes finds the rest without a check per number: a
+    quote beyond the names' opens a string, and outside strings true/false are booleans."""
+    if body.count(b'"') != 2 * n_fields:
+        raise MalformedBody("an array holds a string; arrays hold numbers only")
+    if b"true" in body or b"false" in body:
+        raise MalformedBody("the body holds a boolean (true/false); arrays hold numbers only")
+
+
 def _nested_list(name: str, value: list) -> np.ndarray:
     try:
         arr = np.array(value, dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise MalformedBody(f"field {name!r} must be a rectangular array of numbers ({exc})") from None
+    # JSON has no NaN, so a NaN here was a null inside the array (numpy reads None as NaN).
+    if np.isnan(arr).any():
+        raise MalformedBody(f"field {name!r} holds a null inside the array; arrays hold numbers only")
     return arr
+
+
+def numbers(name: str, value: object) -> np.ndarray:
+    """A float64 array from a parsed JSON value (nested lists), for the front ends whose bodies
+    mix arrays with strings and booleans. Refuses what numpy would silently read as a number:
+    booleans (1 and 0), numeric strings, nulls (NaN)."""
+    if not isinstance(value, list):
+        raise MalformedBody(f"{name} must be an array of numbers, got {type(value).__name__}")
+    _only_numbers(name, value)
+    try:
+        return np.array(value, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise MalformedBody(f"{name} must be a rectangular array of numbers ({exc})") from None
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _only_numbers(name: str, value: list) -> None:
+    kinds = set(map(type, value))  # one pass in C per list: no check per number in Python
+    if kinds <= _NUMBER_TYPES:
+        return
+    if kinds <= _NUMBER_TYPES | {list}:
+        for item in value:
+            if isinstance(item, list):
+                _only_numbers(name, item)
+        return
+    odd = next(k for k in kinds if k not in _NUMBER_TYPES and k is not list)
+    raise MalformedBody(f"{name} holds a {_JSON_NAMES.get(odd, odd.__name__)}; arrays hold "
+                        "numbers only")
+
+
+_JSON_NAMES = {bool: "boolean", str: "string", type(None): "null", dict: "object"}
 
 
 def _decode_binary(body: bytes) -> dict:
@@ -119,12 +168,3 @@ def encode_answer(values: dict, binary: bool, scalars: dict | None = None) -> tu
     doc.update(values)
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
-
-def all_finite(values: dict) -> str | None:
-    """The name of the first array holding a non-finite entry, or None."""
-    for name, arr in values.items():
-        if isinstance(arr, np.ndarray) and not np.isfinite(arr).all():
-            return name
-        if isinstance(arr, float) and not math.isfinite(arr):
-            return name
-    return None

@@ -71,7 +71,7 @@ CASES = [
     ("jacobian-wrt", "/models/borehole/jacobian?wrt=q", _json({"x": GOOD["x"]}), JSON_HEADERS, 422,
      "InvalidInput", "wrt must be 'x' or 'w', got 'q'"),
     ("jacobian-too-large", "/models/borehole/jacobian?wrt=w", _json({"x": GOOD["x"] * 100}),
-     JSON_HEADERS, 413, "PayloadTooLarge", "would hold 137700 values.*GRADSERVE_MAX_ANSWER_BYTES"),
+     JSON_HEADERS, 413, "PayloadTooLarge", "would hold 137700 numbers.*GRADSERVE_MAX_ANSWER_ELEMENTS"),
     ("hessian-no-direction", "/models/borehole/hessian_vector", _json(GOOD), JSON_HEADERS, 422,
      "InvalidInput", "needs dw, dx or both"),
     ("directions-axes", "/models/borehole/forward_derivative",

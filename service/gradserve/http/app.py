@@ -13,7 +13,8 @@ from .. import __version__
 from ..dataplane import DataPlane
 from ..metrics import Metrics
 from ..settings import Settings
-from . import errors, routes, umbridge, v2
+from . import errors, routes, schemas, umbridge, v2
+from .limits import RequestTimeoutMiddleware
 
 log = logging.getLogger("gradserve")
 
@@ -65,6 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("gradserve %s: loading %s on %s", __version__, settings.models, plane.device)
         if plane.device.lower().startswith("tfrt_cpu") or "cpu" in plane.device.lower():
             log.info("no GPU found: computing on the CPU")
+        if plane.keys.open:
+            log.warning("no API keys configured: every caller may read, compute and write")
+        else:
+            log.info("%d API key(s) configured", len(plane.keys.keys))
         await asyncio.get_running_loop().run_in_executor(None, plane.load)
         try:
             yield
@@ -81,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(umbridge.router)
     app.include_router(v2.router)
+    schemas.install(app)
+    # The last added is the outermost: metrics see the 408/504 answers of the time limit.
+    app.add_middleware(RequestTimeoutMiddleware, timeout=settings.request_timeout)
     app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
     return app
 

@@ -24,8 +24,11 @@ from fastapi import APIRouter, Request, Response
 from .. import errors as e
 from ..dataplane import DataPlane
 from ..engine import Model
+from ..wire import numbers
+from . import protocol_schemas as schema
 from .deps import Plane, read_body
-from .errors import error_response, json_response, status_of, translating_route
+from .errors import error_response, headers_of, json_response, status_of, translating_route
+from .security import require
 
 __all__ = ["router", "PROTOCOL_VERSION"]
 
@@ -41,13 +44,15 @@ def _error(exc: e.GradserveError) -> Response:
         return error_response(400, "ModelNotFound", exc.message)
     if status in (400, 413, 415, 422):
         return error_response(400, "InvalidInput", exc.message)
-    return error_response(status, exc.type, exc.message)
+    return error_response(status, exc.type, exc.message, headers_of(exc) or None)
 
 
-# The API-key dependency of the compute scope goes here at merge time, as
-# ``APIRouter(..., dependencies=[require("compute")])``: every route of the protocol computes or
-# describes models.
-router = APIRouter(tags=["UM-Bridge"], route_class=translating_route(_error))
+router = APIRouter(tags=["UM-Bridge"], route_class=translating_route(_error),
+                   default_response_class=Response)
+# With API keys on, describing a model needs the read scope and computing the compute scope, as
+# on the REST routes. UM-Bridge clients send no Authorization header: on a keyed server they
+# reach it through a proxy that adds one (docs/umbridge.md).
+READ, COMPUTE = [require("read")], [require("compute")]
 
 
 @dataclass(frozen=True)
@@ -105,10 +110,7 @@ class Layout:
 
 
 def _vector(what: str, value: object, size: int) -> np.ndarray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise e.InvalidInput(f"{what} must be a list of numbers") from None
+    arr = numbers(what, value)
     if arr.shape != (size,):
         raise e.InvalidInput(f"{what} has invalid length: expected {size}, got "
                              f"{arr.shape[0] if arr.ndim == 1 else arr.shape}")
@@ -136,39 +138,49 @@ def _output(vector: np.ndarray) -> list[float]:
     return np.asarray(vector, dtype=np.float64).ravel().tolist()
 
 
-@router.get("/Info", operation_id="umbridge_info", summary="UM-Bridge: protocol version and models")
+@router.get("/Info", dependencies=READ, operation_id="umbridge_info", **schema.umbridge("info"),
+            summary="UM-Bridge: protocol version and models")
 async def info(plane: Plane) -> Response:
     if not plane.ready:
         plane.model(None)  # raises the data plane's Unavailable, with its reason
     return json_response({"protocolVersion": PROTOCOL_VERSION, "models": plane.model_names()})
 
 
-@router.post("/ModelInfo", operation_id="umbridge_model_info", summary="UM-Bridge: supported calls")
+@router.post("/ModelInfo", dependencies=READ, operation_id="umbridge_model_info",
+             **schema.umbridge("model_info", "named"),
+             summary="UM-Bridge: supported calls")
 async def model_info(request: Request, plane: Plane) -> Response:
     await _read(plane, request)
     return json_response({"support": _SUPPORT})
 
 
-@router.post("/InputSizes", operation_id="umbridge_input_sizes", summary="UM-Bridge: input sizes")
+@router.post("/InputSizes", dependencies=READ, operation_id="umbridge_input_sizes",
+             **schema.umbridge("input_sizes", "named"),
+             summary="UM-Bridge: input sizes")
 async def input_sizes(request: Request, plane: Plane) -> Response:
     _, _, layout = await _read(plane, request)
     return json_response({"inputSizes": layout.input_sizes()})
 
 
-@router.post("/OutputSizes", operation_id="umbridge_output_sizes", summary="UM-Bridge: output sizes")
+@router.post("/OutputSizes", dependencies=READ, operation_id="umbridge_output_sizes",
+             **schema.umbridge("output_sizes", "named"),
+             summary="UM-Bridge: output sizes")
 async def output_sizes(request: Request, plane: Plane) -> Response:
     _, _, layout = await _read(plane, request)
     return json_response({"outputSizes": layout.output_sizes()})
 
 
-@router.post("/Evaluate", operation_id="umbridge_evaluate", summary="UM-Bridge: y = F(x, w)")
+@router.post("/Evaluate", dependencies=COMPUTE, operation_id="umbridge_evaluate",
+             **schema.umbridge("evaluate", "evaluate"),
+             summary="UM-Bridge: y = F(x, w)")
 async def evaluate(request: Request, plane: Plane) -> Response:
     doc, name, layout = await _read(plane, request)
     x, w = layout.inputs(doc.get("input"))
     return json_response({"output": [_output(await plane.evaluate(name, x, w))]})
 
 
-@router.post("/Gradient", operation_id="umbridge_gradient",
+@router.post("/Gradient", dependencies=COMPUTE, operation_id="umbridge_gradient",
+             **schema.umbridge("vector", "gradient"),
              summary="UM-Bridge: sensᵀ·∂y/∂(input inWrt), by the gradient call")
 async def gradient(request: Request, plane: Plane) -> Response:
     doc, name, layout = await _read(plane, request)
@@ -180,7 +192,8 @@ async def gradient(request: Request, plane: Plane) -> Response:
     return json_response({"output": _output(px if wrt == 0 else pw)})
 
 
-@router.post("/ApplyJacobian", operation_id="umbridge_apply_jacobian",
+@router.post("/ApplyJacobian", dependencies=COMPUTE, operation_id="umbridge_apply_jacobian",
+             **schema.umbridge("vector", "apply_jacobian"),
              summary="UM-Bridge: ∂y/∂(input inWrt)·vec, by the forward_derivative call")
 async def apply_jacobian(request: Request, plane: Plane) -> Response:
     doc, name, layout = await _read(plane, request)
@@ -192,7 +205,8 @@ async def apply_jacobian(request: Request, plane: Plane) -> Response:
     return json_response({"output": _output(await plane.forward_derivative(name, w, dw, x, dx))})
 
 
-@router.post("/ApplyHessian", operation_id="umbridge_apply_hessian",
+@router.post("/ApplyHessian", dependencies=COMPUTE, operation_id="umbridge_apply_hessian",
+             **schema.umbridge("vector", "apply_hessian"),
              summary="UM-Bridge: ∂²<sens, y>/∂(input inWrt1)∂(input inWrt2)·vec, by the "
                      "hessian_vector call")
 async def apply_hessian(request: Request, plane: Plane) -> Response:

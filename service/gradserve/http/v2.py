@@ -21,8 +21,11 @@ from .. import __version__
 from .. import errors as e
 from ..dataplane import DataPlane
 from ..engine import Model
+from ..wire import numbers
+from . import protocol_schemas as schema
 from .deps import Plane, read_body
-from .errors import json_response, status_of, translating_route
+from .errors import headers_of, json_response, status_of, translating_route
+from .security import require
 
 __all__ = ["router"]
 
@@ -37,14 +40,15 @@ def _error(exc: e.GradserveError) -> Response:
     """The protocol's error shape, ``{"error": message}``; a caller's mistake is a 400 (422
     is not a code its clients know)."""
     status = status_of(exc)
-    return json_response({"error": f"{exc.type}: {exc.message}"}, 400 if status == 422 else status)
+    return json_response({"error": f"{exc.type}: {exc.message}"}, 400 if status == 422 else status,
+                         headers_of(exc) or None)
 
 
-# The API-key dependency goes here at merge time, as ``APIRouter(..., dependencies=[...])``
-# (health probes then need a key too: a load balancer sends one, or the two health routes move
-# to their own router).
 router = APIRouter(prefix="/v2", tags=["Open Inference Protocol"],
-                   route_class=translating_route(_error))
+                   route_class=translating_route(_error), default_response_class=Response)
+# With API keys on: metadata and model readiness need the read scope, inference the compute
+# scope, as on the REST routes; the two health probes stay open, like /healthz and /readyz.
+READ, COMPUTE = [require("read")], [require("compute")]
 
 
 def _model(plane: DataPlane, name: str, version: str | None) -> Model:
@@ -73,7 +77,7 @@ def _tensor(spec: object, binary: memoryview, offset: int) -> tuple[str, np.ndar
         raise e.InvalidInput(f"input {name!r}: datatype {datatype!r} is not supported; send one "
                              f"of {', '.join(_DATATYPES)}")
     dtype = np.dtype(_DATATYPES[datatype])
-    size = (spec.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(spec, f"input {name!r}").get("binary_data_size")
     count = math.prod(shape)
     if size is not None:
         if not isinstance(size, int) or size != count * dtype.itemsize or offset + size > len(binary):
@@ -81,18 +85,26 @@ def _tensor(spec: object, binary: memoryview, offset: int) -> tuple[str, np.ndar
                                   f"shape {shape} and datatype {datatype}, or runs past the body")
         arr = np.frombuffer(binary[offset:offset + size], dtype=dtype).reshape(shape)
         return name, arr, offset + size
-    try:
-        arr = np.asarray(spec.get("data"), dtype=dtype)
-    except (ValueError, TypeError):
-        raise e.MalformedBody(f"input {name!r}: data must be numbers, nested or flat") from None
+    arr = numbers(f"input {name!r}: data", spec.get("data")).astype(dtype)
     if arr.size != count:
         raise e.InvalidInput(f"input {name!r}: data holds {arr.size} values; shape {shape} needs {count}")
     return name, arr.reshape(shape), offset
 
 
+def _parameters(obj: dict, where: str) -> dict:
+    parameters = obj.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise e.MalformedBody(f"{where}: parameters must be a JSON object")
+    return parameters
+
+
 def _inputs(doc: object, binary: memoryview) -> dict[str, np.ndarray]:
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise e.MalformedBody("the inference request must be a JSON object with a list 'inputs'")
+    if "id" in doc and not isinstance(doc["id"], str):
+        raise e.MalformedBody("the request id must be a string")
     arrays, offset = {}, 0
     for spec in doc["inputs"]:
         name, arr, offset = _tensor(spec, binary, offset)
@@ -106,26 +118,32 @@ def _inputs(doc: object, binary: memoryview) -> dict[str, np.ndarray]:
 
 def _binary_output(doc: dict) -> bool:
     """True when the request asks for y in the binary data extension."""
-    wanted = bool((doc.get("parameters") or {}).get("binary_data_output", False))
-    for output in doc.get("outputs") or []:
+    wanted = bool(_parameters(doc, "the request").get("binary_data_output", False))
+    outputs = doc.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise e.MalformedBody("outputs must be a list of requested outputs")
+    for output in outputs:
         if not isinstance(output, dict) or output.get("name") != "y":
             raise e.InvalidInput("the only output is 'y'")
-        wanted = bool((output.get("parameters") or {}).get("binary_data", wanted))
+        wanted = bool(_parameters(output, "output 'y'").get("binary_data", wanted))
     return wanted
 
 
-@router.get("", operation_id="v2_server_metadata", summary="V2: server metadata")
+@router.get("", operation_id="v2_server_metadata", summary="V2: server metadata",
+            dependencies=READ, **schema.v2("server"))
 async def server_metadata() -> Response:
     return json_response({"name": "gradserve", "version": __version__,
                           "extensions": ["binary_tensor_data"]})
 
 
-@router.get("/health/live", operation_id="v2_live", summary="V2: alive")
+@router.get("/health/live", operation_id="v2_live", summary="V2: alive",
+            **schema.v2("live", errors=False))
 async def live() -> Response:
     return json_response({"live": True})
 
 
-@router.get("/health/ready", operation_id="v2_ready", summary="V2: every model ready")
+@router.get("/health/ready", operation_id="v2_ready", summary="V2: every model ready",
+            **schema.v2("ready", errors=False))
 async def ready(plane: Plane) -> Response:
     # The protocol answers "false" with a 4xx code.
     return json_response({"ready": plane.ready}, 200 if plane.ready else 400)
@@ -160,7 +178,7 @@ async def _infer(plane: DataPlane, name: str, version: str | None, request: Requ
     y = await plane.evaluate(name, arrays["x"], arrays.get("w"))
     output = {"name": "y", "datatype": _NAMES[y.dtype], "shape": list(y.shape)}
     answer = {"model_name": model.name, "model_version": str(model.version), "outputs": [output]}
-    if isinstance(doc.get("id"), str):
+    if "id" in doc:
         answer["id"] = doc["id"]
     if not binary:
         output["data"] = y.ravel().tolist()
@@ -194,13 +212,15 @@ def _routes(versioned: bool) -> None:
             return await _infer(plane, name, None, request)
     path = "/models/{name}" + ("/versions/{version}" if versioned else "")
     suffix = "_version" if versioned else ""
-    common = dict(response_class=Response, responses={400: {"description": "Error"}})
     router.add_api_route(path, metadata, methods=["GET"], operation_id=f"v2_model_metadata{suffix}",
-                         summary="V2: model metadata", **common)
-    router.add_api_route(f"{path}/ready", model_ready, methods=["GET"],
-                         operation_id=f"v2_model_ready{suffix}", summary="V2: model ready", **common)
+                         summary="V2: model metadata", dependencies=READ,
+                         **schema.v2("model"))
+    router.add_api_route(f"{path}/ready", model_ready, methods=["GET"], dependencies=READ,
+                         operation_id=f"v2_model_ready{suffix}", summary="V2: model ready",
+                         **schema.v2("model_ready"))
     router.add_api_route(f"{path}/infer", infer, methods=["POST"], operation_id=f"v2_infer{suffix}",
-                         summary="V2: y = F(x, w), JSON or binary tensors", **common)
+                         summary="V2: y = F(x, w), JSON or binary tensors", dependencies=COMPUTE,
+                         **schema.v2("infer"))
 
 
 _routes(versioned=False)
