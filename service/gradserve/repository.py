@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -164,10 +165,21 @@ class ModelRepository:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def remove_stale_temporaries(self, name: str) -> int:
-        """Delete temporary folders left by writers that died mid-write; returns how many."""
+    def remove_stale_temporaries(self, name: str, older_than: float = 600.0) -> int:
+        """Delete temporary folders left by writers that died mid-write; returns how many.
+
+        Only those untouched for ``older_than`` seconds: another process sharing the repository
+        (a second worker) may be writing one right now, and a write takes milliseconds.
+        """
         folder = self.root / check_name(name)
-        stale = [p for p in folder.glob(f"{_TMP_PREFIX}*") if p.is_dir()] if folder.is_dir() else []
+        cutoff = time.time() - older_than
+        stale = []
+        for p in folder.glob(f"{_TMP_PREFIX}*") if folder.is_dir() else []:
+            try:
+                if p.is_dir() and p.stat().st_mtime < cutoff:
+                    stale.append(p)
+            except FileNotFoundError:  # its writer just renamed or removed it
+                continue
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return len(stale)
