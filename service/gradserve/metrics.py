@@ -28,6 +28,10 @@ class Metrics:
             buckets=_ROW_BUCKETS, registry=self.registry)
         self.weight_updates = Counter(
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
+        self.repository_refreshes = Counter(
+            "gradserve_repository_refreshes",
+            "Versions written by other processes and picked up from the repository, by outcome "
+            "(weights, model, skipped)", ["model", "outcome"], registry=self.registry)
 
     def observe_compute(self, model: str, method: str, rows: int, seconds: float) -> None:
         self.compute_seconds.labels(model, method).observe(seconds)

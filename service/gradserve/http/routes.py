@@ -154,12 +154,18 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", tags=["health"], operation_id="readyz",
-            summary="Ready: every model loaded and compiled",
+            summary="Ready: every model loaded and compiled, and not draining",
             responses={503: {"description": "Not ready"}})
 async def readyz(plane: Plane) -> Response:
     if plane.ready:
         return json_response({"status": "ready", "models": plane.model_names()})
-    return json_response({"status": "not ready"}, 503)
+    return json_response({"status": "draining" if plane.draining else "not ready"}, 503)
+
+
+@router.get("/info", tags=["health"], operation_id="info",
+            summary="Version, device, served models and the settings that shape serving")
+async def info(plane: Plane) -> Response:
+    return json_response(plane.info())
 
 
 @router.get("/metrics", tags=["health"], operation_id="metrics", summary="Prometheus metrics",
