@@ -97,10 +97,6 @@ class DataPlane:
         """Report unready from now on (so a load balancer stops sending), yet keep serving."""
         self._draining.set()
 
-    @property
-    def load_error(self) -> BaseException | None:
-        return self._load_error
-
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
 

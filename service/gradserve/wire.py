@@ -11,7 +11,6 @@ See docs/binary-encoding.md.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import orjson
@@ -119,12 +118,3 @@ def encode_answer(values: dict, binary: bool, scalars: dict | None = None) -> tu
     doc.update(values)
     return orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY), JSON
 
-
-def all_finite(values: dict) -> str | None:
-    """The name of the first array holding a non-finite entry, or None."""
-    for name, arr in values.items():
-        if isinstance(arr, np.ndarray) and not np.isfinite(arr).all():
-            return name
-        if isinstance(arr, float) and not math.isfinite(arr):
-            return name
-    return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ..dataplane import DataPlane
