@@ -35,7 +35,7 @@ class DeviceInfo:
     platform: str
     """JAX's backend: "cpu", "gpu" (CUDA or ROCm) or "tpu"."""
     device: str
-    """The device's name in JAX, e.g. "cuda:0" or "TFRT_CPU_0"."""
+    """The device's name in JAX, e.g. "cuda:0" or "cpu:0"."""
     kind: str
     """What the hardware is, e.g. "NVIDIA H100 80GB HBM3" or "cpu"."""
     count: int
