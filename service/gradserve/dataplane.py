@@ -223,11 +223,12 @@ class DataPlane:
                 raise WeightsConflict(f"model {model.name!r} was replaced by a new version from the "
                                       "repository while this request was in flight: read it again "
                                       "and retry")
-            if if_version is not None and if_version != model.version:
+            if if_version is not None and if_version < model.version:
                 raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
                                       f"not {if_version}: read the current weights and retry")
-            version = self.repository.write(model.name, model.spec, w,
-                                            if_version=model.version if if_version is not None else None)
+            # The repository decides: a version newer than the one served here may be on disk
+            # already (another worker wrote it, and this one has not polled since).
+            version = self.repository.write(model.name, model.spec, w, if_version=if_version)
             model.replace_weights(w, version)
             self.metrics.weight_updates.labels(model.name).inc()
             return version

@@ -77,7 +77,7 @@ def test_sigterm_answers_every_accepted_request_then_exits_0(tmp_path):
 
 
 def test_drain_turns_readyz_unready_first_and_keeps_serving(tmp_path):
-    drain = 2.0
+    drain = 3.0
     server = LiveServer(copy_demo_repository(tmp_path / "models"),
                         args=["--drain-seconds", str(drain)]).start()
     unready_at: list[float] = []

@@ -3,6 +3,7 @@ served after one scan, compiled before they are swapped in; a malformed one is s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 
@@ -133,10 +134,24 @@ def test_a_malformed_new_model_is_not_served(repo, plane):
 
 
 def test_this_process_own_write_is_not_loaded_again(plane):
-    import asyncio
-
     watcher = RepositoryWatcher(plane)
     model = plane.model("net")
     version = asyncio.run(plane.set_weights("net", model.get_weights() * 2))
     assert version == 2
     assert watcher.poll_once() == {}
+
+
+def test_if_match_is_checked_against_the_repository_not_against_what_is_served(repo, plane):
+    """Another worker wrote version 2 and this one has not polled yet: If-Match 2 still wins,
+    a stale or a future version still loses."""
+    spec = plane.model("net").spec
+    _other_process_writes(repo, "net", spec, seed=8)
+    assert plane.served_version("net") == 1
+    w = _weights(spec, 9)
+    for stale in (1, 5):
+        with pytest.raises(WeightsConflict):
+            asyncio.run(plane.set_weights("net", w, if_version=stale))
+    assert asyncio.run(plane.set_weights("net", w, if_version=2)) == 3
+    served, version = plane.get_weights("net")
+    assert version == 3
+    np.testing.assert_array_equal(served.ravel(), w)
