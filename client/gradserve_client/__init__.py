@@ -14,6 +14,7 @@ from ._async import AsyncClient, AsyncModel
 from ._client import Client, Model
 from ._errors import (
     APIError,
+    DeadlineExceeded,
     Forbidden,
     GradserveError,
     InvalidInput,
@@ -37,6 +38,7 @@ __all__ = [
     "AsyncClient",
     "AsyncModel",
     "Client",
+    "DeadlineExceeded",
     "Forbidden",
     "GradserveError",
     "InvalidInput",

@@ -58,6 +58,12 @@ class AsyncModel:
     async def set_weights(self, w: Any, if_match: int | None = None) -> int:
         return await self._client._send(self._calls.set_weights(w, if_match, self._set_version))
 
+    async def versions(self) -> dict:
+        return await self._client._send(self._calls.versions())
+
+    async def restore(self, version: int, if_match: int | None = None) -> int:
+        return await self._client._send(self._calls.restore(version, if_match, self._set_version))
+
     async def evaluate(self, x: Any, w: Any = None) -> np.ndarray:
         return await self._client._send(self._calls.evaluate(x, w))
 

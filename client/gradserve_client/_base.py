@@ -197,6 +197,19 @@ class ModelCalls:
         return Call("PUT", f"{self.prefix}/weights", decode, content, headers, retry=False,
                     on_error=refused)
 
+    def versions(self) -> Call:
+        return Call("GET", f"{self.prefix}/versions", lambda doc: doc)
+
+    def restore(self, version: int, if_match: int | None, on_version: Callable[[int], None]) -> Call:
+        def decode(doc):
+            on_version(int(doc["version"]))
+            return int(doc["version"])
+
+        headers = {"If-Match": f'"{if_match}"'} if if_match is not None else {}
+        # Not retried: a lost answer does not say whether the copy was stored.
+        return Call("POST", f"{self.prefix}/versions/{int(version)}/restore", decode,
+                    headers=headers, retry=False)
+
     def evaluate(self, x: Any, w: Any) -> Call:
         return self._compute("evaluate", {"x": x, "w": w}, lambda doc: _array(doc, "y"))
 

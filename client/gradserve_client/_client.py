@@ -69,6 +69,16 @@ class Model:
         """
         return self._client._send(self._calls.set_weights(w, if_match, self._set_version))
 
+    def versions(self) -> dict:
+        """The versions stored on the server: ``{"served": v, "versions": [{"version",
+        "stored_at"}, ...]}``, oldest first (the server keeps the last few)."""
+        return self._client._send(self._calls.versions())
+
+    def restore(self, version: int, if_match: int | None = None) -> int:
+        """Serve stored ``version`` again; it is stored as a new version, whose number is
+        returned (and kept in ``self.version``). ``if_match`` as in ``set_weights``."""
+        return self._client._send(self._calls.restore(version, if_match, self._set_version))
+
     def evaluate(self, x: Any, w: Any = None) -> np.ndarray:
         """y = F(x, w), (n, k)."""
         return self._client._send(self._calls.evaluate(x, w))

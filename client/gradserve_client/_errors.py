@@ -15,6 +15,8 @@
         ├── InvalidInput            422: wrong shape, wrong p, non-finite value
         ├── Unavailable             503: not ready or overloaded (retried first, honouring Retry-After)
         └── ServerError             5xx, or an error type this client does not know
+            └── DeadlineExceeded    504: not finished within the server's request timeout (not
+                                    retried: the work may be too big; a weight update may be stored)
 
 The error classes are rebuilt from the ``type`` field of the server's error body, so
 ``except gradserve_client.InvalidInput`` catches what the server calls ``InvalidInput``.
@@ -26,6 +28,7 @@ __all__ = [
     "GradserveError", "TransportError", "TimeoutError", "ProtocolError", "APIError",
     "MalformedBody", "Unauthorized", "Forbidden", "ModelNotFound", "WeightsConflict",
     "PayloadTooLarge", "UnsupportedMediaType", "InvalidInput", "Unavailable", "ServerError",
+    "DeadlineExceeded",
 ]
 
 
@@ -101,12 +104,16 @@ class ServerError(APIError):
     """5xx, or an error type unknown to this client."""
 
 
+class DeadlineExceeded(ServerError):
+    """504."""
+
+
 _BY_TYPE = {cls.__name__: cls for cls in (
     MalformedBody, Unauthorized, Forbidden, ModelNotFound, WeightsConflict, PayloadTooLarge,
-    UnsupportedMediaType, InvalidInput, Unavailable)}
+    UnsupportedMediaType, InvalidInput, Unavailable, DeadlineExceeded)}
 _BY_STATUS = {400: MalformedBody, 401: Unauthorized, 403: Forbidden, 404: ModelNotFound,
               412: WeightsConflict, 413: PayloadTooLarge, 415: UnsupportedMediaType,
-              422: InvalidInput, 503: Unavailable}
+              422: InvalidInput, 503: Unavailable, 504: DeadlineExceeded}
 
 
 def from_error_body(status: int, body: object, retry_after: float | None) -> APIError:

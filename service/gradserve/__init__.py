@@ -7,19 +7,26 @@ In process::
     w = model.get_weights()                                  # (p, 1)
     dy = model.forward_derivative(w, dw, x, dx=None)         # (n, k)
     pw, px = model.gradient(w, x, py)                        # (p, 1), (n, m)
+
+    result = gradserve.build("data.csv", outputs=["y"], out="repo/name")  # train and store
+    result = gradserve.from_onnx("net.onnx", out="repo/net")              # import and store
 """
 
 from .engine import DEFAULT_BUCKETS, Model, SetWeightsStatus
 from .errors import (
+    BadData,
     Forbidden,
     GradserveError,
+    ImportCheckFailed,
     InvalidInput,
+    MissingDependency,
     ModelFormatError,
     ModelNotFound,
     PayloadTooLarge,
     Unauthorized,
     Unavailable,
     UnsupportedMediaType,
+    UnsupportedModel,
     WeightsConflict,
 )
 from .loading import from_arrays, load_model, save_model
@@ -46,6 +53,14 @@ __all__ = [
     "Unavailable",
     "UnsupportedMediaType",
     "WeightsConflict",
+    "BadData",
+    "UnsupportedModel",
+    "ImportCheckFailed",
+    "MissingDependency",
+    "build",
+    "BuildResult",
+    "from_onnx",
+    "from_sklearn",
     "demo_repository",
     "from_arrays",
     "load_model",
@@ -58,3 +73,16 @@ def demo_repository() -> str:
     from pathlib import Path
 
     return str(Path(__file__).parent / "demo_models")
+
+
+# Loaded on first use: building needs the optimiser library, which serving never imports.
+_LAZY = {"build": "builder", "BuildResult": "builder", "from_sklearn": "importers",
+         "from_onnx": "importers"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,12 +16,14 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
 from typing import Callable
 
 import jax
 import numpy as np
 
 from . import __version__
+from .auth import KeyRing
 from .device import open_device
 from .engine import Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
@@ -42,6 +44,7 @@ class DataPlane:
         self.settings = settings
         self.repository = ModelRepository(settings.models)
         self.metrics = Metrics()
+        self.keys = KeyRing.from_settings(settings)
         # Replaced whole, never mutated, so a reader iterating it never sees it change size.
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
@@ -108,6 +111,7 @@ class DataPlane:
     def _publish(self, model: Model) -> None:
         self._write_locks.setdefault(model.name, threading.Lock())
         self._models = {**self._models, model.name: model}
+        self.metrics.track_model(model)
 
     # --- the repository as the source of truth ------------------------------------------------
 
@@ -201,6 +205,7 @@ class DataPlane:
     def get_weights(self, name: str | None) -> tuple[np.ndarray, int]:
         """(weights (p, 1), version), read together so they always match."""
         model = self.model(name)
+        self._check_answer_size(model.n_weights, "the weights")
         state, version = model.snapshot()
         return state.reshape(-1, 1).copy(), version
 
@@ -217,21 +222,55 @@ class DataPlane:
         return await asyncio.get_running_loop().run_in_executor(
             self._executor, self._store_weights, model, w, if_version)
 
+    async def restore(self, name: str | None, version: int, if_version: int | None = None) -> int:
+        """Serve stored ``version`` again, stored as a new version (numbers only grow, so an
+        ETag never names two different weight vectors); returns the new version.
+
+        ModelNotFound if that version is not kept; WeightsConflict for a stale ``if_version``.
+        """
+        model = self.model(name)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._restore, model, version, if_version)
+
+    def versions(self, name: str | None) -> dict:
+        """The stored versions of a model (oldest first) and the one served."""
+        model = self.model(name)
+        times = self.repository.version_times(model.name)
+        return {"name": model.name, "served": model.version, "versions": [
+            {"version": v, "stored_at": datetime.fromtimestamp(t, timezone.utc).isoformat()}
+            for v, t in times.items()]}
+
+    def _restore(self, model: Model, version: int, if_version: int | None) -> int:
+        with self._write_locks[model.name]:  # so pruning cannot delete it while it is read
+            spec, weights, _ = self.repository.read(model.name, version)
+            if spec != model.spec:
+                raise InvalidInput(f"version {version} of model {model.name!r} has another "
+                                   "architecture than the served one; it cannot be swapped in "
+                                   "while serving")
+            return self._store_locked(model, weights, if_version)
+
     def _store_weights(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
         with self._write_locks[model.name]:
-            if self._models.get(model.name) is not model:
-                raise WeightsConflict(f"model {model.name!r} was replaced by a new version from the "
-                                      "repository while this request was in flight: read it again "
-                                      "and retry")
-            if if_version is not None and if_version < model.version:
-                raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
-                                      f"not {if_version}: read the current weights and retry")
-            # The repository decides: a version newer than the one served here may be on disk
-            # already (another worker wrote it, and this one has not polled since).
-            version = self.repository.write(model.name, model.spec, w, if_version=if_version)
-            model.replace_weights(w, version)
-            self.metrics.weight_updates.labels(model.name).inc()
-            return version
+            return self._store_locked(model, w, if_version)
+
+    def _store_locked(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
+        if self._models.get(model.name) is not model:
+            raise WeightsConflict(f"model {model.name!r} was replaced by a new version from the "
+                                  "repository while this request was in flight: read it again "
+                                  "and retry")
+        if if_version is not None and if_version < model.version:
+            raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
+                                  f"not {if_version}: read the current weights and retry")
+        # The repository decides: a version newer than the one served here may be on disk
+        # already (another worker wrote it, and this one has not polled since).
+        version = self.repository.write(model.name, model.spec, w, if_version=if_version)
+        model.replace_weights(w, version)
+        self.metrics.weight_updates.labels(model.name).inc()
+        try:
+            self.repository.prune(model.name, self.settings.keep_versions, protect={version})
+        except OSError as exc:  # the update is stored and served; old versions merely linger
+            log.warning("model %s: could not delete old versions: %s", model.name, exc)
+        return version
 
     # --- compute --------------------------------------------------------------------------------
 
@@ -253,11 +292,26 @@ class DataPlane:
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
+        # Refused before computing: the answer's size follows from the shapes alone.
+        per_row = model.n_inputs if method == "gradient" else model.n_outputs
+        fixed = model.n_weights if method == "gradient" else 0
+        self._check_answer_size(fixed + rows * per_row, f"the {method} answer for {rows} rows",
+                                per_row, fixed)
         start = time.perf_counter()
         result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result
+
+
+    def _check_answer_size(self, size: int, what: str, per_row: int = 0, fixed: int = 0) -> None:
+        limit = self.settings.max_answer_elements
+        if size > limit:
+            hint = ""
+            if per_row and limit > fixed:
+                hint = f"; send at most {(limit - fixed) // per_row} rows per request"
+            raise PayloadTooLarge(f"{what} would hold {size} numbers; the limit is {limit} "
+                                  f"(GRADSERVE_MAX_ANSWER_ELEMENTS){hint}")
 
 
 def _use_compilation_cache(folder) -> None:

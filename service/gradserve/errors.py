@@ -13,8 +13,16 @@ an error body.
     ├── PayloadTooLarge        a body or answer exceeds a configured limit
     ├── UnsupportedMediaType   a body is in an encoding the service does not speak
     ├── WeightsConflict        ``If-Match`` named a version that is no longer current
-    ├── Unauthorized / Forbidden
-    └── Unavailable            not ready yet, or overloaded (retry later)
+    ├── Unauthorized / Forbidden  no valid API key / the key lacks the scope
+    ├── BodyTimeout            the request body did not arrive within the request timeout
+    ├── DeadlineExceeded       the answer was not ready within the request timeout
+    ├── Unavailable            not ready yet, or overloaded (retry later)
+    ├── UnsupportedModel       a model from another tool uses what a spec cannot express
+    ├── ImportCheckFailed      an imported model does not reproduce its source's outputs
+    └── MissingDependency      an optional extra (``build``, ``import``) is not installed
+
+    InvalidInput
+    └── BadData                data to build from is unusable (names the column and row)
 """
 
 from __future__ import annotations
@@ -30,7 +38,13 @@ __all__ = [
     "WeightsConflict",
     "Unauthorized",
     "Forbidden",
+    "BodyTimeout",
+    "DeadlineExceeded",
     "Unavailable",
+    "BadData",
+    "UnsupportedModel",
+    "ImportCheckFailed",
+    "MissingDependency",
 ]
 
 
@@ -99,9 +113,39 @@ class Forbidden(GradserveError):
     """The API key lacks the scope this operation needs."""
 
 
+class BodyTimeout(GradserveError):
+    """The caller did not send the body it announced within the request timeout."""
+
+
+class DeadlineExceeded(GradserveError):
+    """The service did not finish the request within the request timeout.
+
+    The work may still complete: a weight update answered so may yet be stored.
+    """
+
+
 class Unavailable(GradserveError):
     """The service cannot take this request now (not ready, overloaded, shutting down)."""
 
     def __init__(self, message: str, retry_after: float | None = None):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class BadData(InvalidInput):
+    """A data set given to ``build`` is unusable: a missing column, a value that is not a number,
+    NaN, a constant column, too few rows. The message names the column and the row."""
+
+
+class UnsupportedModel(GradserveError):
+    """A model from another tool (an ONNX operator, an estimator, a pipeline step) has no exact
+    equivalent in a gradserve spec. The message names what is unsupported."""
+
+
+class ImportCheckFailed(GradserveError):
+    """An imported model's outputs differ from its source's on the check inputs by more than the
+    tolerance: the translation is wrong, and nothing is written."""
+
+
+class MissingDependency(GradserveError, ImportError):
+    """An optional dependency is not installed; the message names the extra that brings it."""

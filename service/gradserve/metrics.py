@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector,
+                               generate_latest)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
@@ -12,6 +13,8 @@ _ROW_BUCKETS = (1, 8, 64, 512, 4096, 32768, 262144)
 
 
 class Metrics:
+    """The service's counters, histograms and gauges, in a registry of its own."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -32,6 +35,20 @@ class Metrics:
             "gradserve_repository_refreshes",
             "Versions written by other processes and picked up from the repository, by outcome "
             "(weights, model, skipped)", ["model", "outcome"], registry=self.registry)
+        self.compiled_functions = Gauge(
+            "gradserve_compiled_functions", "Kernels traced and compiled since start; flat after "
+            "warm-up (a rise means a request escaped the compiled batch sizes)", ["model"],
+            registry=self.registry)
+        self.weights_version = Gauge(
+            "gradserve_weights_version", "Version of the weights being served", ["model"],
+            registry=self.registry)
+        # Resident memory, CPU time, open files: what a soak watches for leaks.
+        ProcessCollector(registry=self.registry)
+
+    def track_model(self, model) -> None:
+        """Read the model's trace count and served version at each scrape (no bookkeeping)."""
+        self.compiled_functions.labels(model.name).set_function(lambda: model.trace_count)
+        self.weights_version.labels(model.name).set_function(lambda: model.version)
 
     def observe_compute(self, model: str, method: str, rows: int, seconds: float) -> None:
         self.compute_seconds.labels(model, method).observe(seconds)

@@ -4,6 +4,9 @@ Versions are positive integers; the highest complete one is the latest. A new ve
 into a hidden temporary folder beside the others, flushed to disk, then renamed into place, so a
 reader sees a whole version or none, and a crash mid-write leaves the previous version. The rename
 is also the lock between writers: two that race for the same number cannot both win.
+
+Old versions are pruned the same way in reverse: renamed out of sight first (atomic), then
+deleted, so a crash mid-delete leaves a hidden temporary folder, never a half version.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import errno
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -114,6 +118,35 @@ class ModelRepository:
         return sorted(int(p.name) for p in folder.iterdir()
                       if p.name.isdigit() and (p / SPEC_FILE).is_file() and int(p.name) > 0)
 
+    def version_times(self, name: str) -> dict[int, float]:
+        """{version: the time it was stored (Unix seconds)}, oldest first."""
+        times = {}
+        for v in self.versions(name):
+            try:
+                times[v] = (self.root / name / str(v) / SPEC_FILE).stat().st_mtime
+            except FileNotFoundError:  # pruned meanwhile
+                pass
+        return times
+
+    def prune(self, name: str, keep: int, protect: set[int] | frozenset[int] = frozenset()) -> list[int]:
+        """Delete all but the ``keep`` newest versions, never one in ``protect`` nor the latest;
+        returns the versions deleted, oldest first."""
+        if keep < 1:
+            raise ValueError("keep must be at least 1")
+        versions = self.versions(name)
+        doomed = [v for v in versions[:-keep] if v not in protect]
+        folder = self.root / name
+        for v in doomed:
+            trash = _temporary(folder)
+            try:
+                os.rename(folder / str(v), trash)
+            except FileNotFoundError:  # another writer pruned it first
+                continue
+            shutil.rmtree(trash, ignore_errors=True)
+        if doomed:
+            _fsync(folder)
+        return doomed
+
     def latest_version(self, name: str) -> int:
         versions = self.versions(name)
         if not versions:
@@ -140,7 +173,7 @@ class ModelRepository:
         """
         folder = self.root / check_name(name)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = _temporary(folder)
         tmp.mkdir()
         try:
             write_version_files(tmp, spec, weights)
@@ -168,21 +201,46 @@ class ModelRepository:
     def remove_stale_temporaries(self, name: str, older_than: float = 600.0) -> int:
         """Delete temporary folders left by writers that died mid-write; returns how many.
 
-        Only those untouched for ``older_than`` seconds: another process sharing the repository
-        (a second worker) may be writing one right now, and a write takes milliseconds.
+        Another process sharing the repository (a second worker) may be writing one right now,
+        so a folder whose name shows a live process of this host as its writer is left alone,
+        as is one of another host, unless untouched for ``older_than`` seconds (a write takes
+        milliseconds). A folder of a process that is gone, or of unknown origin, is stale now.
         """
         folder = self.root / check_name(name)
         cutoff = time.time() - older_than
         stale = []
         for p in folder.glob(f"{_TMP_PREFIX}*") if folder.is_dir() else []:
             try:
-                if p.is_dir() and p.stat().st_mtime < cutoff:
+                if p.is_dir() and (_writer_alive(p.name) is False or p.stat().st_mtime < cutoff):
                     stale.append(p)
             except FileNotFoundError:  # its writer just renamed or removed it
                 continue
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return len(stale)
+
+
+def _temporary(folder: Path) -> Path:
+    """A hidden temporary folder in ``folder``, named after its writer: host, process, nonce."""
+    return folder / f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _writer_alive(name: str) -> bool | None:
+    """Whether the process that named a temporary folder still runs: True or False for one of
+    this host, None for another host's (it cannot be told from here). A name of unknown form
+    is no live writer's: False."""
+    match = re.fullmatch(re.escape(_TMP_PREFIX) + r"(.+)-(\d+)-[0-9a-f]{32}", name)
+    if match is None:
+        return False
+    if match.group(1) != socket.gethostname():
+        return None
+    try:
+        os.kill(int(match.group(2)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _rename_new(src: Path, dst: Path) -> None:

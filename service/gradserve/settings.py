@@ -38,6 +38,18 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_rows: int = Field(1_000_000, ge=1)
     """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    max_answer_elements: int = Field(2**24, ge=1)
+    """Most numbers one answer may hold, e.g. n*k for evaluate, p + n*m for gradient (413 beyond)."""
+    request_timeout: float = Field(60.0, gt=0)
+    """Seconds a request may take from its first byte: 408 if its body has not arrived by then, 504 otherwise."""
+    keep_versions: int = Field(10, ge=1)
+    """Weight versions kept per model; older ones are deleted after each stored update (never the served one)."""
+    api_keys: str | None = None
+    """API key entries 'name:sha256-hex:scope,scope', separated by ';' or new lines (docs/security.md)."""
+    api_keys_file: Path | None = None
+    """File of API key entries, one per line ('#' starts a comment)."""
+    allow_unauthenticated: bool = False
+    """Serve without API keys on a non-loopback address (refused otherwise)."""
     compilation_cache: Path | None = None
     """Folder of JAX's persistent compilation cache: a restart then loads compiled kernels
     instead of compiling them again. None: no persistent cache."""

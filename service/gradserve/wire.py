@@ -45,7 +45,8 @@ def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) 
     so a misspelt ``dx`` is not silently read as "inputs held fixed".
     """
     media = _media_type(content_type)
-    if media in (JSON, "", "text/json") or media.endswith("+json"):
+    is_json = media in (JSON, "", "text/json") or media.endswith("+json")
+    if is_json:
         values = _decode_json(body)
     elif media in (BINARY, "application/octet-stream"):
         values = _decode_binary(body)
@@ -58,6 +59,8 @@ def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) 
     for name, required in fields.items():
         if required and values.get(name) is None:
             raise MalformedBody(f"field {name!r} is required (fields: {', '.join(fields)})")
+    if is_json:
+        _refuse_non_numbers(body, len(values))
     return {name: values.get(name) for name in fields}
 
 
@@ -83,11 +86,25 @@ def _decode_json(body: bytes) -> dict:
     return out
 
 
+def _refuse_non_numbers(body: bytes, n_fields: int) -> None:
+    """Refuse booleans and strings inside arrays, which numpy reads as numbers (true as 1, "2"
+    as 2.0). Once the field names are known ones, a body holds only those names, numbers,
+    arrays and nulls, so a scan of the bytes finds the rest without a check per number: a
+    quote beyond the names' opens a string, and outside strings true/false are booleans."""
+    if body.count(b'"') != 2 * n_fields:
+        raise MalformedBody("an array holds a string; arrays hold numbers only")
+    if b"true" in body or b"false" in body:
+        raise MalformedBody("the body holds a boolean (true/false); arrays hold numbers only")
+
+
 def _nested_list(name: str, value: list) -> np.ndarray:
     try:
         arr = np.array(value, dtype=np.float64)
     except (ValueError, TypeError) as exc:
         raise MalformedBody(f"field {name!r} must be a rectangular array of numbers ({exc})") from None
+    # JSON has no NaN, so a NaN here was a null inside the array (numpy reads None as NaN).
+    if np.isnan(arr).any():
+        raise MalformedBody(f"field {name!r} holds a null inside the array; arrays hold numbers only")
     return arr
 
 

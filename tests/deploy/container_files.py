@@ -58,15 +58,22 @@ def hadolint() -> str | None:
     return str(beside) if beside.is_file() else shutil.which("hadolint")
 
 
-def interpolate(text: str, environ: dict[str, str] | None = None) -> str:
-    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?message}`` with ``environ``
-    (default: unset, so defaults apply), as ``docker compose`` does before it validates."""
+def interpolate(value, environ: dict[str, str] | None = None):
+    """Compose's ``${NAME}``, ``${NAME:-default}`` and ``${NAME:?message}`` in every string of a
+    parsed compose document, with ``environ`` (default: unset, so defaults apply), as ``docker
+    compose`` does after parsing and before validating."""
     environ = environ or {}
 
-    def value(match: re.Match) -> str:
+    def one(match: re.Match) -> str:
         name, op, default = match.group(1), match.group(2), match.group(3) or ""
         if name in environ and (environ[name] or op != ":-"):
             return environ[name]
         return default if op == ":-" else ""
 
-    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}", value, text)
+    if isinstance(value, str):
+        return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:-|:\?)([^}]*))?\}", one, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, environ) for v in value]
+    return value

@@ -17,13 +17,8 @@ import yaml
 from container_files import COMPOSE, COMPOSE_SCHEMA, ROOT, interpolate
 from gradserve.settings import Settings
 
-# Settings that the compose file passes for features being built beside this one: the API keys,
-# read from a file (here a compose secret).
-PENDING_SETTINGS = {"GRADSERVE_API_KEYS_FILE"}
-
-
 def _load(environ: dict[str, str] | None = None) -> dict:
-    return yaml.safe_load(interpolate(COMPOSE.read_text(), environ))
+    return interpolate(yaml.safe_load(COMPOSE.read_text()), environ)
 
 
 def _validator() -> jsonschema.Draft7Validator:
@@ -76,7 +71,8 @@ def test_each_service_keeps_its_state_and_its_key_outside_the_container(name):
     assert "GRADSERVE_API_KEYS" not in env  # not in the environment, where inspect shows it
     # every GRADSERVE_* variable is a setting (a typo would be silently ignored)
     settings = {f"GRADSERVE_{field.upper()}" for field in Settings.model_fields}
-    assert set(env) - settings <= PENDING_SETTINGS
+    assert set(env) <= settings
+    assert env["GRADSERVE_ALLOW_UNAUTHENTICATED"] == "false"  # keys unless said otherwise
     assert service["restart"] == "unless-stopped"
     assert service["command"][:1] == ["serve"]
 

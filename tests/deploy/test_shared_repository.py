@@ -3,9 +3,14 @@ the documented delay (GRADSERVE_POLL_INTERVAL plus the time to read the version)
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
+import socket
+import subprocess
+import sys
 import time
+import uuid
 
 import httpx
 import numpy as np
@@ -13,6 +18,7 @@ import pytest
 
 import gradserve
 import gradserve_client as gc
+from gradserve.repository import ModelRepository
 from live import LiveServer, copy_demo_repository
 
 pytestmark = pytest.mark.slow
@@ -106,3 +112,25 @@ def test_uvicorn_workers_share_weight_updates(tmp_path):
         assert server.process.wait(60) == 0, server.logs()
     finally:
         server.stop()
+
+
+def test_a_starting_worker_leaves_a_live_writer_s_temporary_alone(tmp_path):
+    """At start-up a worker removes what dead writers left, never what a live one is writing."""
+    repo = ModelRepository(copy_demo_repository(tmp_path / "models"))
+    folder = repo.root / "borehole"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+
+    def temporary(owner: str) -> str:
+        (folder / f".tmp-{owner}-{uuid.uuid4().hex}").mkdir()
+        return owner
+
+    live = temporary(f"{host}-{os.getpid()}")  # this process: a sibling writing right now
+    elsewhere = temporary(f"another-host-{os.getpid()}")  # cannot be told: kept while fresh
+    temporary(f"{host}-{int(dead.stdout)}")  # its writer has exited: stale
+    (folder / ".tmp-crashed").mkdir()  # of no known writer: stale
+    assert repo.remove_stale_temporaries("borehole") == 2
+    left = sorted(p.name for p in folder.glob(".tmp-*"))
+    assert [name.rsplit("-", 1)[0] for name in left] == sorted([f".tmp-{elsewhere}", f".tmp-{live}"])
+    assert repo.remove_stale_temporaries("borehole", older_than=0) == 2  # too old: stale

@@ -17,8 +17,9 @@ from ..device import log_device
 from ..metrics import Metrics
 from ..settings import Settings
 from ..watcher import RepositoryWatcher
-from . import errors, routes
+from . import errors, routes, schemas
 from .drain import drain_on_signals
+from .limits import RequestTimeoutMiddleware
 
 log = logging.getLogger("gradserve")
 
@@ -67,6 +68,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         log.info("gradserve %s: loading %s on %s", __version__, settings.models, plane.device)
         log_device(plane.device_info)
+        if plane.keys.open:
+            log.warning("no API keys configured: every caller may read, compute and write")
+        else:
+            log.info("%d API key(s) configured", len(plane.keys.keys))
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, plane.load)
         watching = None
@@ -88,6 +93,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     errors.install(app)
     app.include_router(routes.router)
+    schemas.install(app)
+    # The last added is the outermost: metrics see the 408/504 answers of the time limit.
+    app.add_middleware(RequestTimeoutMiddleware, timeout=settings.request_timeout)
     app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
     return app
 

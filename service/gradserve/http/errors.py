@@ -19,11 +19,13 @@ STATUS: dict[type[e.GradserveError], int] = {
     e.Unauthorized: 401,
     e.Forbidden: 403,
     e.ModelNotFound: 404,
+    e.BodyTimeout: 408,
     e.WeightsConflict: 412,
     e.PayloadTooLarge: 413,
     e.UnsupportedMediaType: 415,
     e.InvalidInput: 422,
     e.Unavailable: 503,
+    e.DeadlineExceeded: 504,
     e.ModelFormatError: 500,
 }
 _HTTP_TYPES = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
@@ -47,7 +49,8 @@ def error_response(status: int, type_: str, message: str, headers: dict | None =
                          status, headers)
 
 
-async def _domain(request: Request, exc: e.GradserveError) -> Response:
+def domain_response(exc: e.GradserveError, method: str, path: str) -> Response:
+    """The answer to a domain error: its status, its headers, the typed body."""
     status = status_of(exc)
     headers = {}
     if isinstance(exc, e.Unavailable) and exc.retry_after is not None:
@@ -58,8 +61,12 @@ async def _domain(request: Request, exc: e.GradserveError) -> Response:
     if isinstance(exc, e.InvalidInput) and exc.status is not None:
         extra["status"] = int(exc.status)
     if status >= 500:
-        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+        log.error("%s %s failed: %s", method, path, exc.message)
     return error_response(status, exc.type, exc.message, headers or None, extra)
+
+
+async def _domain(request: Request, exc: e.GradserveError) -> Response:
+    return domain_response(exc, request.method, request.url.path)
 
 
 async def _http(request: Request, exc: StarletteHTTPException) -> Response:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ..dataplane import DataPlane
@@ -16,6 +16,7 @@ from ..metrics import CONTENT_TYPE_LATEST
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
 from .errors import json_response
+from .security import require
 
 
 def get_dataplane(request: Request) -> DataPlane:
@@ -88,6 +89,18 @@ async def _put_weights(plane: DataPlane, name: str | None, request: Request) -> 
     return json_response({"status": 0, "version": version}, headers={"ETag": f'"{version}"'})
 
 
+async def _versions(plane: DataPlane, name: str | None, request: Request) -> Response:
+    return json_response(plane.versions(name))
+
+
+async def _restore(plane: DataPlane, name: str | None, request: Request) -> Response:
+    if_match = _parse_if_match(request.headers.get("if-match"))
+    restored = request.state.version
+    version = await plane.restore(name, restored, if_match)
+    return json_response({"status": 0, "version": version, "restored": restored},
+                         headers={"ETag": f'"{version}"'})
+
+
 async def _evaluate(plane: DataPlane, name: str | None, request: Request) -> Response:
     a = await _decode(plane, name, request, "evaluate")
     return _answer(request, {"y": await plane.evaluate(name, a["x"], a["w"])})
@@ -105,10 +118,19 @@ async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Res
     return _answer(request, {"pw": pw, "px": px})
 
 
-def _route(method: str, suffix: str, handler: Handler, operation: str, summary: str,
-           extra: dict | None = None, responses: dict | None = None) -> None:
+def version_in_path(request: Request, version: Annotated[int, Path(
+        ge=1, le=2**53, description="A stored version, as listed by /versions")]) -> int:
+    """Validates the ``{version}`` of a path and hands it to the handler."""
+    request.state.version = version
+    return version
+
+
+def _route(method: str, suffix: str, handler: Handler, operation: str, summary: str, scope: str,
+           extra: dict | None = None, responses: dict | None = None,
+           params: tuple = ()) -> None:
     """Register ``handler`` at ``/models/{name}<suffix>`` and, for the default model, at
-    ``<suffix>`` (``/model`` for the metadata)."""
+    ``<suffix>`` (``/model`` for the metadata), open only to keys with ``scope``. ``params``:
+    dependencies that validate further path parameters."""
 
     async def named(name: str, request: Request, plane: Plane) -> Response:
         return await handler(plane, name, request)
@@ -116,8 +138,9 @@ def _route(method: str, suffix: str, handler: Handler, operation: str, summary: 
     async def default(request: Request, plane: Plane) -> Response:
         return await handler(plane, None, request)
 
-    common = dict(methods=[method], summary=summary, openapi_extra=extra, responses=responses,
-                  response_class=Response)
+    common = dict(methods=[method], summary=summary, openapi_extra=extra,
+                  responses={**(responses or {}), **schemas.error_responses(401, 403, 504)},
+                  response_class=Response, dependencies=[require(scope), *params])
     router.add_api_route(f"/models/{{name}}{suffix}", named, operation_id=operation,
                          tags=["models"], **common)
     router.add_api_route(suffix or "/model", default, operation_id=f"{operation}_default",
@@ -125,25 +148,37 @@ def _route(method: str, suffix: str, handler: Handler, operation: str, summary: 
                          **common)
 
 
-_COMPUTE_ERRORS = (400, 404, 413, 415, 422, 503)
-_route("GET", "", _describe, "describe_model", "A model's metadata",
-       responses={200: {"description": "Metadata"}, **schemas.error_responses(404, 503)})
+_BODY_ERRORS = (400, 404, 408, 413, 415, 422, 503)
+_route("GET", "", _describe, "describe_model", "A model's metadata", "read",
+       responses=schemas.answer("describe", 404, 503, binary=False))
 _route("GET", "/weights", _get_weights, "get_weights", "The stored weights (p, 1) and their version",
-       responses=schemas.answer("get_weights", 404, 503))
+       "read", responses=schemas.answer("get_weights", 404, 413, 503))
 _route("PUT", "/weights", _put_weights, "set_weights",
-       "Store new weights as a new version (If-Match: the version they replace)",
+       "Store new weights as a new version (If-Match: the version they replace)", "write",
        extra=schemas.request_body("set_weights"),
-       responses=schemas.answer("set_weights", 400, 404, 412, 413, 415, 422, 503, binary=False))
-_route("POST", "/evaluate", _evaluate, "evaluate", "y = F(x, w)",
-       extra=schemas.request_body("evaluate"), responses=schemas.answer("evaluate", *_COMPUTE_ERRORS))
+       responses=schemas.answer("set_weights", *_BODY_ERRORS, 412, binary=False))
+_route("GET", "/versions", _versions, "list_versions",
+       "The stored weight versions (oldest first) and the one served", "read",
+       responses=schemas.answer("versions", 404, 503, binary=False))
+_route("POST", "/versions/{version}/restore", _restore, "restore_version",
+       "Serve a stored version again, stored as a new version (If-Match honoured)", "write",
+       responses=schemas.answer("restore", 404, 412, 422, 503, binary=False),
+       params=(Depends(version_in_path),))
+_route("POST", "/evaluate", _evaluate, "evaluate", "y = F(x, w)", "compute",
+       extra=schemas.request_body("evaluate"), responses=schemas.answer("evaluate", *_BODY_ERRORS))
 _route("POST", "/forward_derivative", _forward_derivative, "forward_derivative",
-       "Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx", extra=schemas.request_body("forward_derivative"),
-       responses=schemas.answer("forward_derivative", *_COMPUTE_ERRORS))
+       "Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx", "compute",
+       extra=schemas.request_body("forward_derivative"),
+       responses=schemas.answer("forward_derivative", *_BODY_ERRORS))
 _route("POST", "/gradient", _gradient, "gradient", "Reverse mode: (pw, px) = pyᵀ·(∂y/∂w, ∂y/∂x)",
-       extra=schemas.request_body("gradient"), responses=schemas.answer("gradient", *_COMPUTE_ERRORS))
+       "compute", extra=schemas.request_body("gradient"),
+       responses=schemas.answer("gradient", *_BODY_ERRORS))
 
 
-@router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata")
+@router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata",
+            dependencies=[require("read")], response_class=Response,
+            responses={200: {"description": "Metadata", "content": {"application/json": {
+                "schema": schemas.MODEL_LIST}}}, **schemas.error_responses(401, 403, 503, 504)})
 async def list_models(plane: Plane) -> Response:
     return json_response({"models": [plane.describe(name) for name in plane.model_names()]})
 
@@ -162,13 +197,18 @@ async def readyz(plane: Plane) -> Response:
     return json_response({"status": "draining" if plane.draining else "not ready"}, 503)
 
 
+# It names the models, like /models: the read scope.
 @router.get("/info", tags=["health"], operation_id="info",
-            summary="Version, device, served models and the settings that shape serving")
+            summary="Version, device, served models and the settings that shape serving",
+            dependencies=[require("read")], responses=schemas.error_responses(401, 403, 504))
 async def info(plane: Plane) -> Response:
     return json_response(plane.info())
 
 
+# Metrics name the models and how they are used: they need the read scope (Prometheus sends a
+# key with `authorization: {credentials: ...}` in its scrape configuration).
 @router.get("/metrics", tags=["health"], operation_id="metrics", summary="Prometheus metrics",
-            response_class=PlainTextResponse)
+            response_class=PlainTextResponse, dependencies=[require("read")],
+            responses=schemas.error_responses(401, 403, 504))
 async def metrics(plane: Plane) -> Response:
     return Response(plane.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -6,6 +6,9 @@ sees their shape; this module states it for the spec that non-Python users read.
 
 from __future__ import annotations
 
+from typing import get_args
+
+from ..spec import Kind
 from ..wire import BINARY, JSON
 
 
@@ -35,7 +38,33 @@ REQUESTS = {
     "set_weights": ({"weights": column("The new weights.")}, ["weights"]),
 }
 
+_FEATURE = {"type": "object", "required": ["name", "min", "max"],
+            "properties": {"name": {"type": "string"}, "min": {"type": "number"},
+                           "max": {"type": "number"}}}
+DESCRIBE = {"name": {"type": "string"},
+            "kind": {"type": "string", "enum": list(get_args(Kind))},
+            "version": {"type": "integer", "description": "The weights version served."},
+            "dtype": {"type": "string"}, "n_inputs": {"type": "integer"},
+            "n_outputs": {"type": "integer"}, "n_weights": {"type": "integer"},
+            "inputs": {"type": "array", "items": _FEATURE},
+            "outputs": {"type": "array", "items": _FEATURE},
+            "buckets": {"type": "array", "items": {"type": "integer"}},
+            "device": {"type": "string"}}
+_VERSION = {"type": "object", "required": ["version", "stored_at"], "properties": {
+    "version": {"type": "integer"},
+    "stored_at": {"type": "string", "format": "date-time", "description": "When it was stored (UTC)."}}}
+
 ANSWERS = {
+    "describe": (DESCRIBE, list(DESCRIBE)),
+    "versions": ({"name": {"type": "string"},
+                  "served": {"type": "integer", "description": "The version being served."},
+                  "versions": {"type": "array", "items": _VERSION,
+                               "description": "The versions kept on disk, oldest first."}},
+                 ["name", "served", "versions"]),
+    "restore": ({"status": {"type": "integer", "description": "0: stored and served."},
+                 "version": {"type": "integer", "description": "The new version (a copy)."},
+                 "restored": {"type": "integer", "description": "The version copied."}},
+                ["status", "version", "restored"]),
     "evaluate": ({"y": matrix("Outputs, shape (n, k).")}, ["y"]),
     "forward_derivative": ({"dy": matrix("dy = ∂y/∂w·dw + ∂y/∂x·dx, shape (n, k).")}, ["dy"]),
     "gradient": ({"pw": matrix("pyᵀ·∂y/∂w, shape (p, 1)."),
@@ -61,6 +90,11 @@ ERROR = {
 }
 
 
+MODEL_LIST = {"type": "object", "required": ["models"], "additionalProperties": False,
+              "properties": {"models": {"type": "array", "items": {
+                  "type": "object", "properties": DESCRIBE, "required": list(DESCRIBE)}}}}
+
+
 def _object(fields: dict, required: list[str]) -> dict:
     return {"type": "object", "properties": fields, "required": required,
             "additionalProperties": False}
@@ -74,8 +108,31 @@ def request_body(kind: str) -> dict:
     }}}
 
 
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_ERROR_MEANING = {400: "Undecodable body", 401: "No valid API key", 403: "The key lacks the scope",
+                  404: "No such model, version or route", 408: "The body did not arrive in time",
+                  412: "If-Match names a version that is no longer current",
+                  413: "Body, batch or answer too large", 415: "Unsupported Content-Type",
+                  422: "Wrong shape, size or value", 503: "Not ready or overloaded (Retry-After)",
+                  504: "Not finished within the request timeout"}
+
+
 def error_responses(*codes: int) -> dict:
-    return {code: {"description": "Error", "content": {JSON: {"schema": ERROR}}} for code in codes}
+    return {code: {"description": _ERROR_MEANING.get(code, "Error"),
+                   "content": {JSON: {"schema": _ERROR_REF}}} for code in codes}
+
+
+def install(app) -> None:
+    """Add the shared Error schema that the error responses refer to, once per document."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            doc = generate()
+            doc.setdefault("components", {}).setdefault("schemas", {})["Error"] = ERROR
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def answer(kind: str, *errors: int, binary: bool = True) -> dict:
