@@ -38,8 +38,10 @@ class LiveServer:
     """Start ``gradserve serve`` and wait (bounded) until /readyz answers 200."""
 
     def __init__(self, models: Path, *, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, port: int | None = None, log: Path | None = None):
+                 args: list[str] | None = None, port: int | None = None, log: Path | None = None,
+                 command: list[str] | None = None):
         self.models = Path(models)
+        self.command = command or [sys.executable, "-m", "gradserve.cli"]
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "GRADSERVE_BUCKETS": TEST_BUCKETS,
@@ -52,7 +54,7 @@ class LiveServer:
     def start(self, timeout: float = 120.0) -> "LiveServer":
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradserve.cli", "serve", "--models", str(self.models),
+            [*self.command, "serve", "--models", str(self.models),
              "--port", str(self.port), *self.args],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -3,6 +3,9 @@
 It takes and returns numpy arrays and raises the domain errors of ``gradserve.errors``. Every
 front end (the REST routes; any other protocol) calls it; none validates or computes on its own.
 Compiled calls run on a bounded thread pool, so an asyncio front end never blocks on them.
+
+The repository on disk is the source of truth: ``apply_refresh`` serves a version that another
+process wrote (``gradserve.watcher`` finds them), and ``PUT /weights`` writes one there first.
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from typing import Callable
 import jax
 import numpy as np
 
+from . import __version__
 from .arrays import shape_of, stacked_count
 from .auth import KeyRing
+from .device import open_device
 from .engine import Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
 from .metrics import Metrics
 from .repository import ModelRepository
 from .settings import Settings
+from .spec import ModelSpec
 
 __all__ = ["DataPlane"]
 
@@ -40,14 +46,17 @@ class DataPlane:
         self.repository = ModelRepository(settings.models)
         self.metrics = Metrics()
         self.keys = KeyRing.from_settings(settings)
+        # Replaced whole, never mutated, so a reader iterating it never sees it change size.
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
-        self._ready = threading.Event()
+        self._loaded = threading.Event()
+        self._draining = threading.Event()
         self._load_error: BaseException | None = None
         if settings.compilation_cache is not None:
             _use_compilation_cache(settings.compilation_cache)
-        self.device = str(jax.devices()[0])
+        self.device_info = open_device(settings)
+        self.device = self.device_info.device
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -62,12 +71,7 @@ class DataPlane:
                 start = time.perf_counter()
                 self.repository.remove_stale_temporaries(name)
                 spec, weights, version = self.repository.read(name)
-                model = Model(spec, weights, name=name, version=version,
-                              buckets=self.settings.buckets,
-                              direction_buckets=self.settings.direction_buckets).warmup()
-                self._models[name] = model
-                self._write_locks[name] = threading.Lock()
-                self.metrics.track_model(model)
+                self._publish(self._build(name, spec, weights, version))
                 log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
                          name, version, spec.kind, spec.n_inputs, spec.n_outputs, spec.n_weights,
                          spec.dtype, time.perf_counter() - start)
@@ -78,7 +82,7 @@ class DataPlane:
             # collection (tens of ms each); freezing them keeps the tail latency low.
             gc.collect()
             gc.freeze()
-            self._ready.set()
+            self._loaded.set()
             log.info("ready: %d model(s) on %s", len(self._models), self.device)
         except BaseException as exc:
             self._load_error = exc
@@ -86,10 +90,79 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Every model loaded and compiled, and not draining: what /readyz reports."""
+        return self._loaded.is_set() and not self._draining.is_set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def start_draining(self) -> None:
+        """Report unready from now on (so a load balancer stops sending), yet keep serving."""
+        self._draining.set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
+
+    def _build(self, name: str, spec: ModelSpec, weights: np.ndarray, version: int) -> Model:
+        """A model with every bucket compiled (blocking: seconds for a new spec)."""
+        return Model(spec, weights, name=name, version=version, buckets=self.settings.buckets,
+                     direction_buckets=self.settings.direction_buckets).warmup()
+
+    def _publish(self, model: Model) -> None:
+        self._write_locks.setdefault(model.name, threading.Lock())
+        self._models = {**self._models, model.name: model}
+        self.metrics.track_model(model)
+
+    # --- the repository as the source of truth ------------------------------------------------
+
+    def served_version(self, name: str) -> int | None:
+        """The version served for ``name``, None if that model is not served (yet)."""
+        model = self._models.get(name)
+        return None if model is None else model.version
+
+    def apply_refresh(self, name: str, spec: ModelSpec, weights: np.ndarray, version: int) -> str:
+        """Serve ``version`` of ``name``, read from the repository (blocking; call off the loop).
+
+        Same spec as the served version: the weights are swapped in one step, nothing compiles.
+        A new model or a new spec: a new model is built and compiled first, then swapped in, so
+        requests never wait for a compile. A version not newer than the served one (this
+        process may have written it itself) changes nothing. Returns what happened:
+        "weights", "model" or "unchanged".
+        """
+        current = self._models.get(name)
+        if current is not None and current.spec == spec:
+            with self._write_locks[name]:
+                if version <= current.version:
+                    return "unchanged"
+                current.replace_weights(weights, version)
+            return "weights"
+        if current is not None and version <= current.version:
+            return "unchanged"
+        model = self._build(name, spec, weights, version)  # compiles outside any lock
+        with self._write_locks.setdefault(name, threading.Lock()):
+            served = self.served_version(name)
+            if served is not None and version <= served:
+                return "unchanged"
+            self._publish(model)
+        return "model"
+
+    def info(self) -> dict:
+        """What runs where, for GET /info: versions, the device, the models and the settings
+        that shape serving (nothing secret: no keys, no paths)."""
+        s = self.settings
+        return {
+            "version": __version__, "jax_version": jax.__version__, **self.device_info.as_dict(),
+            "ready": self.ready, "draining": self.draining,
+            "models": [{"name": m.name, "version": m.version} for _, m in sorted(self._models.items())],
+            "settings": {
+                "default_model": s.default_model, "buckets": list(s.buckets),
+                "direction_buckets": list(s.direction_buckets), "compute_threads": s.compute_threads, "max_body_bytes": s.max_body_bytes,
+                "max_rows": s.max_rows, "poll_interval": s.poll_interval,
+                "drain_seconds": s.drain_seconds, "compilation_cache": s.compilation_cache is not None,
+                "gpu_preallocate": s.gpu_preallocate, "gpu_memory_fraction": s.gpu_memory_fraction,
+            },
+        }
 
     # --- models -------------------------------------------------------------------------------
 
@@ -122,7 +195,8 @@ class DataPlane:
         }
 
     def _require_ready(self) -> None:
-        if not self.ready:
+        # Loaded is enough: a draining service still answers what reaches it.
+        if not self._loaded.is_set():
             if self._load_error is not None:
                 raise Unavailable(f"the models failed to load: {self._load_error}")
             raise Unavailable("the service is still loading and compiling its models", retry_after=1)
@@ -181,11 +255,16 @@ class DataPlane:
             return self._store_locked(model, w, if_version)
 
     def _store_locked(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
-        if if_version is not None and if_version != model.version:
+        if self._models.get(model.name) is not model:
+            raise WeightsConflict(f"model {model.name!r} was replaced by a new version from the "
+                                  "repository while this request was in flight: read it again "
+                                  "and retry")
+        if if_version is not None and if_version < model.version:
             raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
                                   f"not {if_version}: read the current weights and retry")
-        version = self.repository.write(model.name, model.spec, w,
-                                        if_version=model.version if if_version is not None else None)
+        # The repository decides: a version newer than the one served here may be on disk
+        # already (another worker wrote it, and this one has not polled since).
+        version = self.repository.write(model.name, model.spec, w, if_version=if_version)
         model.replace_weights(w, version)
         self.metrics.weight_updates.labels(model.name).inc()
         try:

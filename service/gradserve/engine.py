@@ -271,11 +271,15 @@ class Model:
 
     def warmup(self) -> "Model":
         """Compile every kernel for every bucket now, so no request ever waits for a compile."""
-        for kernel in self._jitted:
-            for bucket in self.buckets:
-                for directions in self._direction_sizes(kernel):
-                    self._executable(kernel, bucket, directions)
+        for kernel, bucket, directions in self.compiled_shapes():
+            self._executable(kernel, bucket, directions)
         return self
+
+    def compiled_shapes(self) -> list[tuple[str, int, int | None]]:
+        """(kernel, row bucket, direction bucket or None) of every executable ``warmup``
+        compiles: one trace each."""
+        return [(kernel, bucket, directions) for kernel in self._jitted for bucket in self.buckets
+                for directions in self._direction_sizes(kernel)]
 
     def bucket_for(self, n: int) -> int:
         """The smallest bucket that holds n rows (n at most the largest bucket)."""

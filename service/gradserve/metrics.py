@@ -31,6 +31,10 @@ class Metrics:
             buckets=_ROW_BUCKETS, registry=self.registry)
         self.weight_updates = Counter(
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
+        self.repository_refreshes = Counter(
+            "gradserve_repository_refreshes",
+            "Versions written by other processes and picked up from the repository, by outcome "
+            "(weights, model, skipped)", ["model", "outcome"], registry=self.registry)
         self.compiled_functions = Gauge(
             "gradserve_compiled_functions", "Kernels traced and compiled since start; flat after "
             "warm-up (a rise means a request escaped the compiled batch sizes)", ["model"],

@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
+    poll_interval: float = Field(2.0, ge=0)
+    """Seconds between scans of the repository for versions and models written by other processes (0: never)."""
+    drain_seconds: float = Field(0.0, ge=0)
+    """On SIGTERM, seconds to keep serving while /readyz answers 503, so a load balancer stops sending first."""
+    gpu_preallocate: bool = False
+    """Let JAX reserve most of the GPU's memory at start-up (one process alone on its GPU only)."""
+    gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
+    """Share of the GPU's memory this process may take (XLA_PYTHON_CLIENT_MEM_FRACTION); None: JAX's default."""
 
     @field_validator("buckets", "direction_buckets", mode="before")
     @classmethod

@@ -122,6 +122,7 @@ def test_no_retrace_for_any_batch_size_after_warmup(model):
     stacked = ("jvp_many", "vjp_many")
     # one trace per kernel and bucket (and direction bucket), all during warmup
     assert traces == len(model.buckets) * (len(single) + len(stacked) * len(model.direction_buckets))
+    assert traces == len(model.compiled_shapes())
     w = model.get_weights()
     dw = np.ones_like(w)
     for n in range(1, 3 * model.buckets[-1] + 2):

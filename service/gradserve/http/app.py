@@ -1,8 +1,10 @@
-"""The app factory: ``create_app(settings)`` builds the app; its lifespan loads the models."""
+"""The app factory: ``create_app(settings)`` builds the app; its lifespan loads the models,
+watches the repository for new versions and drains on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -11,9 +13,12 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..dataplane import DataPlane
+from ..device import log_device
 from ..metrics import Metrics
 from ..settings import Settings
+from ..watcher import RepositoryWatcher
 from . import errors, routes, schemas, umbridge, v2
+from .drain import drain_on_signals
 from .limits import RequestTimeoutMiddleware
 
 log = logging.getLogger("gradserve")
@@ -64,16 +69,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         log.info("gradserve %s: loading %s on %s", __version__, settings.models, plane.device)
-        if plane.device.lower().startswith("tfrt_cpu") or "cpu" in plane.device.lower():
-            log.info("no GPU found: computing on the CPU")
+        log_device(plane.device_info)
         if plane.keys.open:
             log.warning("no API keys configured: every caller may read, compute and write")
         else:
             log.info("%d API key(s) configured", len(plane.keys.keys))
-        await asyncio.get_running_loop().run_in_executor(None, plane.load)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, plane.load)
+        watching = None
+        if settings.poll_interval > 0:
+            watching = asyncio.create_task(RepositoryWatcher(plane).run(settings.poll_interval))
         try:
-            yield
+            with drain_on_signals(plane, settings.drain_seconds, loop):
+                yield
         finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             plane.close()
 
     app = FastAPI(title="gradserve", version=__version__, description=DESCRIPTION,

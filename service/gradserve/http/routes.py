@@ -187,12 +187,20 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", tags=["health"], operation_id="readyz",
-            summary="Ready: every model loaded and compiled",
+            summary="Ready: every model loaded and compiled, and not draining",
             responses={503: {"description": "Not ready"}})
 async def readyz(plane: Plane) -> Response:
     if plane.ready:
         return json_response({"status": "ready", "models": plane.model_names()})
-    return json_response({"status": "not ready"}, 503)
+    return json_response({"status": "draining" if plane.draining else "not ready"}, 503)
+
+
+# It names the models, like /models: the read scope.
+@router.get("/info", tags=["health"], operation_id="info",
+            summary="Version, device, served models and the settings that shape serving",
+            dependencies=[require("read")], responses=schemas.error_responses(401, 403, 504))
+async def info(plane: Plane) -> Response:
+    return json_response(plane.info())
 
 
 # Metrics name the models and how they are used: they need the read scope (Prometheus sends a
