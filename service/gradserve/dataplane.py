@@ -50,6 +50,7 @@ class DataPlane:
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
+        self._admitted = 0  # compute requests running or waiting for a thread
         self._loaded = threading.Event()
         self._draining = threading.Event()
         self._load_error: BaseException | None = None
@@ -323,8 +324,17 @@ class DataPlane:
         what = f"the {method} answer for {rows} rows" + (
             f" and {directions} directions" if directions > 1 else "")
         self._check_answer_size(fixed + rows * per_row, what, per_row, fixed)
+        # Load shedding: the count lives on the event loop's thread, so no lock is needed.
+        if self._admitted >= self.settings.queue_size:
+            self.metrics.shed.labels(model.name, method).inc()
+            raise Unavailable(f"the compute queue is full ({self._admitted} requests admitted, "
+                              "GRADSERVE_QUEUE_SIZE): retry shortly", retry_after=1)
+        self._admitted += 1
         start = time.perf_counter()
-        result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        finally:
+            self._admitted -= 1
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result

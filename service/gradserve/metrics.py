@@ -29,6 +29,9 @@ class Metrics:
         self.rows = Histogram(
             "gradserve_rows", "Rows (samples) per call", ["model", "method"],
             buckets=_ROW_BUCKETS, registry=self.registry)
+        self.shed = Counter(
+            "gradserve_shed_requests", "Compute requests answered 503 because the queue was full",
+            ["model", "method"], registry=self.registry)
         self.weight_updates = Counter(
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
         self.repository_refreshes = Counter(

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     """Largest request body accepted (413 beyond)."""
     max_rows: int = Field(1_000_000, ge=1)
     """Largest batch (rows of x) accepted in one request (413 beyond)."""
+    queue_size: int = Field(256, ge=1)
+    """Compute requests admitted at once (running or waiting for a compute thread); one more is
+    answered 503 with Retry-After at once, so latency cannot grow without bound."""
     max_answer_elements: int = Field(2**24, ge=1)
     """Most numbers one answer may hold, e.g. n*k for evaluate, p + n*m for gradient, n*k*p for
     a Jacobian with respect to w, times r for r directions (413 beyond, before computing)."""
