@@ -26,7 +26,9 @@ def live_server(tmp_path_factory):
     from live import LiveServer, copy_demo_repository
 
     repo = copy_demo_repository(tmp_path_factory.mktemp("live") / "models")
-    server = LiveServer(repo).start()
+    # A small answer limit (2^17 numbers, 1 MiB of float64), so that a test can cross it with a
+    # modest Jacobian.
+    server = LiveServer(repo, env={"GRADSERVE_MAX_ANSWER_ELEMENTS": str(2**17)}).start()
     yield server
     server.stop()
 

@@ -36,11 +36,14 @@ def random_graph_spec(seed: int, m: int = 4, k: int = 2, kind: str = "regression
                      layers=layers)
 
 
-def random_model(seed: int, buckets: tuple[int, ...] = (1, 4, 16), **kwargs) -> gradserve.Model:
+def random_model(seed: int, buckets: tuple[int, ...] = (1, 4, 16),
+                 direction_buckets: tuple[int, ...] = (2, 4), **kwargs) -> gradserve.Model:
+    """Small buckets, so that tests cross them: more rows than 16, more directions than 4."""
     spec = random_graph_spec(seed, **kwargs)
     rng = np.random.default_rng(seed + 1000)
     w = rng.normal(scale=0.7, size=spec.n_weights)
-    return gradserve.Model(spec, w, name=f"graph{seed}", buckets=buckets)
+    return gradserve.Model(spec, w, name=f"graph{seed}", buckets=buckets,
+                           direction_buckets=direction_buckets)
 
 
 def random_inputs(model: gradserve.Model, n: int, seed: int = 0) -> np.ndarray:

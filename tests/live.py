@@ -17,6 +17,7 @@ import httpx
 import gradserve
 
 TEST_BUCKETS = "1,8,64"  # fewer buckets compile faster; chunking is tested in the engine
+TEST_DIRECTION_BUCKETS = "4"
 # Fewer stacked kernels too (slots 4 and 16, rows up to 8); batching is tested in the data plane.
 TEST_BATCHING = {"GRADSERVE_BATCH_MAX_SIZE": "16", "GRADSERVE_BATCH_MAX_ROWS": "8"}
 # Servers of one test session share a compilation cache, so only the first compiles.
@@ -39,11 +40,14 @@ class LiveServer:
     """Start ``gradserve serve`` and wait (bounded) until /readyz answers 200."""
 
     def __init__(self, models: Path, *, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, port: int | None = None, log: Path | None = None):
+                 args: list[str] | None = None, port: int | None = None, log: Path | None = None,
+                 command: list[str] | None = None):
         self.models = Path(models)
+        self.command = command or [sys.executable, "-m", "gradserve.cli"]
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "GRADSERVE_BUCKETS": TEST_BUCKETS, **TEST_BATCHING, "PYTHONUNBUFFERED": "1",
+        self.env = {**os.environ, "GRADSERVE_BUCKETS": TEST_BUCKETS, **TEST_BATCHING,
+                    "GRADSERVE_DIRECTION_BUCKETS": TEST_DIRECTION_BUCKETS, "PYTHONUNBUFFERED": "1",
                     "JAX_PLATFORMS": "cpu", "GRADSERVE_COMPILATION_CACHE": str(CACHE), **(env or {})}
         self.args = args or []
         self.log_path = log or (self.models.parent / f"server-{self.port}.log")
@@ -52,7 +56,7 @@ class LiveServer:
     def start(self, timeout: float = 120.0) -> "LiveServer":
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gradserve.cli", "serve", "--models", str(self.models),
+            [*self.command, "serve", "--models", str(self.models),
              "--port", str(self.port), *self.args],
             env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout

@@ -5,6 +5,8 @@
     w = model.get_weights()                                     # (p, 1)
     dy = model.forward_derivative(w, dw, x, dx=None)            # (n, k)
     pw, px = model.gradient(w, x, py)                           # (p, 1), (n, m)
+    jx = model.jacobian(w, x, wrt="x")                          # (n, k, m)
+    hw, hx = model.hessian_vector(w, x, py, dw, dx)             # (p, 1), (n, m)
     status = model.set_weights(w)                               # 0 if stored
 
 Depends on numpy and httpx only. Exceptions: see ``gradserve_client._errors``.

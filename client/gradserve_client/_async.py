@@ -73,6 +73,13 @@ class AsyncModel:
     async def gradient(self, w: Any, x: Any, py: Any) -> tuple[np.ndarray, np.ndarray]:
         return await self._client._send(self._calls.gradient(w, x, py))
 
+    async def hessian_vector(self, w: Any, x: Any, py: Any, dw: Any = None,
+                             dx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        return await self._client._send(self._calls.hessian_vector(w, x, py, dw, dx))
+
+    async def jacobian(self, w: Any, x: Any, wrt: str = "x") -> np.ndarray:
+        return await self._client._send(self._calls.jacobian(w, x, wrt))
+
 
 class AsyncClient:
     """``Client`` for asyncio code: same arguments, awaitable methods, ``async with``."""

@@ -9,6 +9,7 @@ import os
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -143,6 +144,12 @@ def _array(doc: dict, name: str) -> np.ndarray:
     return np.asarray(doc[name], dtype=np.float64)
 
 
+def _column(doc: dict, name: str) -> np.ndarray:
+    """A weight-shaped answer: (p, 1), or (p, 1, r) when it has a direction axis."""
+    arr = _array(doc, name)
+    return arr if arr.ndim == 3 else arr.reshape(-1, 1)
+
+
 class ModelCalls:
     """Builds the Call of each method for one model (None: the server's default model)."""
 
@@ -162,9 +169,10 @@ class ModelCalls:
                                "and the server refuses non-finite values", 2)
         return _codec.encode_json(arrays), {"Content-Type": _codec.JSON, "Accept": _codec.JSON}
 
-    def _compute(self, method: str, arrays: dict[str, Any], decode: Callable) -> Call:
+    def _compute(self, method: str, arrays: dict[str, Any], decode: Callable,
+                 query: str = "") -> Call:
         content, headers = self._body(arrays)
-        return Call("POST", f"{self.prefix}/{method}", decode, content, headers)
+        return Call("POST", f"{self.prefix}/{method}{query}", decode, content, headers)
 
     def info(self) -> Call:
         return Call("GET", f"/models/{self.name}" if self.name is not None else "/model",
@@ -219,4 +227,12 @@ class ModelCalls:
 
     def gradient(self, w: Any, x: Any, py: Any) -> Call:
         return self._compute("gradient", {"w": w, "x": x, "py": py},
-                             lambda doc: (_array(doc, "pw").reshape(-1, 1), _array(doc, "px")))
+                             lambda doc: (_column(doc, "pw"), _array(doc, "px")))
+
+    def hessian_vector(self, w: Any, x: Any, py: Any, dw: Any, dx: Any) -> Call:
+        return self._compute("hessian_vector", {"w": w, "x": x, "py": py, "dw": dw, "dx": dx},
+                             lambda doc: (_column(doc, "hw"), _array(doc, "hx")))
+
+    def jacobian(self, w: Any, x: Any, wrt: str) -> Call:
+        return self._compute("jacobian", {"w": w, "x": x}, lambda doc: _array(doc, "jacobian"),
+                             query=f"?wrt={quote(str(wrt))}")

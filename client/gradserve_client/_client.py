@@ -38,7 +38,8 @@ class Model:
     """One model on the server, with the methods of the in-process model.
 
     Shapes: x, dx (n, m); w, dw (p, 1) or (p,); py (n, k). ``w=None`` means the weights stored on
-    the server. Returns float64 numpy arrays.
+    the server. Several directions in one call: dw (p, r), dx (n, m, r), py (n, k, r), answered
+    with a last axis of r. Returns float64 numpy arrays.
     """
 
     def __init__(self, client: "Client", name: str | None):
@@ -84,13 +85,26 @@ class Model:
         return self._client._send(self._calls.evaluate(x, w))
 
     def forward_derivative(self, w: Any, dw: Any, x: Any, dx: Any = None) -> np.ndarray:
-        """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), (n, k). ``dx=None``: inputs fixed.
-        ``w`` is only the evaluation point; the stored weights do not change."""
+        """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), (n, k). ``dx=None``: inputs fixed;
+        ``dw=None``: weights fixed. ``w`` is only the evaluation point; the stored weights do
+        not change. dw (p, r) and/or dx (n, m, r): r directions at once, dy (n, k, r)."""
         return self._client._send(self._calls.forward_derivative(w, dw, x, dx))
 
     def gradient(self, w: Any, x: Any, py: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Reverse mode: (pw (p, 1), px (n, m)) = (pyᵀ·∂y/∂w, pyᵀ·∂y/∂x) at (w, x)."""
+        """Reverse mode: (pw (p, 1), px (n, m)) = (pyᵀ·∂y/∂w, pyᵀ·∂y/∂x) at (w, x).
+        py (n, k, r): r perturbations at once, pw (p, 1, r) and px (n, m, r)."""
         return self._client._send(self._calls.gradient(w, x, py))
+
+    def hessian_vector(self, w: Any, x: Any, py: Any, dw: Any = None,
+                       dx: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """The Hessian of <py, F(w, x)> applied to (dw, dx): (hw (p, 1), hx (n, m)). A None
+        direction is zero (one is needed)."""
+        return self._client._send(self._calls.hessian_vector(w, x, py, dw, dx))
+
+    def jacobian(self, w: Any, x: Any, wrt: str = "x") -> np.ndarray:
+        """Each row's full Jacobian: ∂y_i/∂x_i (n, k, m) for ``wrt="x"``, ∂y_i/∂w (n, k, p) for
+        ``wrt="w"``. The server refuses (PayloadTooLarge) an answer over its size limit."""
+        return self._client._send(self._calls.jacobian(w, x, wrt))
 
     def __repr__(self) -> str:
         return f"Model({self._client.config.base_url!r}, name={self.name!r})"

@@ -89,5 +89,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    # The lazy names are public too: listed, as __all__ lists them, before their first use.
-    return sorted([*globals(), *_LAZY])
+    return sorted(set(globals()) | set(_LAZY))

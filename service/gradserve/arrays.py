@@ -10,7 +10,8 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["as_matrix", "as_vector", "check_finite", "check_rows"]
+__all__ = ["as_matrix", "as_stack", "as_vector", "check_finite", "check_rows", "check_same_count",
+           "shape_of", "stacked_count"]
 
 
 def _as_float(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -54,8 +55,50 @@ def as_vector(name: str, value: object, size: int, dtype: np.dtype) -> np.ndarra
     return check_finite(name, arr.reshape(size))
 
 
+def as_stack(name: str, value: object, shape: tuple[int, ...], dtype: np.dtype,
+             what: str = "") -> np.ndarray:
+    """(*shape, r), r >= 1, finite, in ``dtype``: r directions stacked on the last axis."""
+    arr = _as_float(name, value, dtype)
+    if arr.ndim != len(shape) + 1 or arr.shape[:-1] != tuple(shape) or arr.shape[-1] == 0:
+        expected = "(" + ", ".join(str(s) for s in shape) + ", r)"
+        hint = f" ({what})" if what else ""
+        raise InvalidInput(f"{name} must have shape {expected} with r >= 1{hint}; got shape {arr.shape}")
+    return check_finite(name, arr)
+
+
+def shape_of(value: object) -> tuple[int, ...] | None:
+    """The shape ``value`` would have as an array, or None (absent, ragged, not numeric): for
+    choosing a call's form before the checks that explain what is wrong."""
+    if value is None:
+        return None
+    try:
+        return tuple(np.shape(value))
+    except (ValueError, TypeError):
+        return None
+
+
 def check_rows(name: str, arr: np.ndarray, n: int, other: str = "x") -> None:
     if arr.shape[0] != n:
         raise InvalidInput(
             f"{name} must have as many rows as {other} ({n}); got shape {arr.shape}"
         )
+
+
+def stacked_count(a_shape: tuple | None, a_axes: int, b_shape: tuple | None, b_axes: int) -> int | None:
+    """r when a call with direction arguments a and b (given as shapes, ``*_axes`` the number of
+    axes of their single forms) is in the stacked form, else None.
+
+    b with one axis more than its single form asks for it (dx (n, m, r)); so does a with one
+    axis more and r > 1 (dw (p, r)). dw (p, 1) stays the single form unless b says otherwise.
+    """
+    if b_shape is not None and len(b_shape) == b_axes + 1:
+        return b_shape[-1]
+    if a_shape is not None and len(a_shape) == a_axes + 1 and a_shape[-1] != 1:
+        return a_shape[-1]
+    return None
+
+
+def check_same_count(a_name: str, a: np.ndarray, b_name: str, b: np.ndarray) -> None:
+    if a.shape[-1] != b.shape[-1]:
+        raise InvalidInput(f"{a_name} has {a.shape[-1]} directions (last axis) and {b_name} has "
+                           f"{b.shape[-1]}: give the same number of directions to both")

@@ -1,15 +1,16 @@
 """Dynamic batching: concurrent compute requests merged into few compiled calls, and the bounded
 queue that sheds load.
 
-Every validated compute request waits in one queue per (model, method). Whenever a compute
+Every validated compute request waits in one queue per key (the data plane's: model and method). Whenever a compute
 thread is free, the batcher takes the oldest waiting request and every request queued behind it
 for the same model and method (up to ``max_size``) and runs them as one batch on that thread
 (``Model.run_many``). A lone client therefore never waits: its request finds a free thread and
 leaves at once, as a batch of one. Under load, requests arriving while the threads are busy
 pile up and leave together, which is where batching pays.
 
-The queue is bounded: a request that finds ``queue_size`` requests already waiting is refused at
-once with ``Unavailable`` (503 + Retry-After), which is the service's load shedding. A batch that
+The queue is bounded: a request that finds ``queue_size`` requests already admitted (waiting or
+in a running batch) is refused at once with ``Unavailable`` (503 + Retry-After), which is the
+service's load shedding, batching on or off. A batch that
 fails hands its error to every request in it; a request's own bad input never reaches a batch,
 since requests are validated before they are queued.
 
@@ -49,6 +50,7 @@ class _Queue:
     sizes: object
     shed: object
     items: deque = field(default_factory=deque)
+    retired: bool = False  # its owner is no longer served: dropped once empty
 
 
 class Batcher:
@@ -57,7 +59,7 @@ class Batcher:
     workers: batches running at once (the executor's threads). max_size: most requests in one
     batch (1: no merging, the queue and its bound still apply). max_wait: seconds a batch smaller
     than max_size may wait for more requests while a thread is free (0: never wait).
-    queue_size: most requests waiting; beyond it, ``Unavailable``.
+    queue_size: most requests admitted (waiting or running); beyond it, ``Unavailable``.
     """
 
     def __init__(self, executor: Executor, *, workers: int, max_size: int, max_wait: float,
@@ -69,9 +71,11 @@ class Batcher:
         self.queue_size = queue_size
         self.metrics = metrics
         self._queues: dict[Hashable, _Queue] = {}
-        self._waiting = 0
-        self._running = 0
+        self._waiting = 0  # requests queued
+        self._admitted = 0  # requests queued or in a running batch
+        self._running = 0  # batches running
         self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the state lives on
         metrics.queue_depth.set_function(lambda: self._waiting)
 
     @property
@@ -79,27 +83,60 @@ class Batcher:
         """Requests queued, not yet in a running batch."""
         return self._waiting
 
+    @property
+    def admitted(self) -> int:
+        """Requests queued or in a running batch: what ``queue_size`` bounds."""
+        return self._admitted
+
     def add_queue(self, key: Hashable, runner: Runner, labels: tuple[str, str],
                   mergeable: Callable[[object], bool] = lambda call: True) -> None:
-        """Declare the queue of ``key``: its batches run ``runner``; a call that is not
-        ``mergeable`` (a large one) always runs in a batch of its own."""
+        """Declare the queue of ``key`` (``submit`` declares it on first use): its batches run
+        ``runner``; a call that is not ``mergeable`` (a large one) runs in a batch of its own."""
         m = self.metrics
         self._queues[key] = _Queue(runner, mergeable, m.queue_seconds.labels(*labels),
                                    m.batch_size.labels(*labels), m.shed.labels(*labels))
 
-    async def submit(self, key: Hashable, call: object):
-        """The result of ``call``, once its batch has run; ``Unavailable`` at once if the queue
-        is full. A batch's error is raised here, in every request of that batch."""
-        queue = self._queues[key]
-        if self._waiting >= self.queue_size:
+    def retire(self, owner: object) -> None:
+        """Drop the queues whose key starts with ``owner`` (a model no longer served) once
+        their waiting requests have left. Safe from any thread (a model is replaced off the
+        event loop)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed() and not _running_in(loop):
+            loop.call_soon_threadsafe(self._retire, owner)
+        else:
+            self._retire(owner)
+
+    def _retire(self, owner: object) -> None:
+        for key, queue in list(self._queues.items()):
+            if isinstance(key, tuple) and key and key[0] is owner:
+                queue.retired = True
+                if not queue.items:
+                    del self._queues[key]
+
+    async def submit(self, key: Hashable, call: object, *, runner: Runner | None = None,
+                     labels: tuple[str, str] = ("", ""),
+                     mergeable: Callable[[object], bool] = lambda call: True):
+        """The result of ``call``, once its batch has run; ``Unavailable`` at once if
+        ``queue_size`` requests are admitted. A batch's error is raised here, in every request
+        of that batch. ``runner``, ``labels``, ``mergeable``: as ``add_queue``, the first time."""
+        queue = self._queues.get(key)
+        if queue is None:
+            self.add_queue(key, runner, labels, mergeable)
+            queue = self._queues[key]
+        if self._admitted >= self.queue_size:
             queue.shed.inc()
-            raise Unavailable(f"the service is overloaded: {self._waiting} requests are already "
-                              "waiting (GRADSERVE_QUEUE_SIZE); retry later", retry_after=1)
-        waiting = _Waiting(call, asyncio.get_running_loop().create_future())
+            raise Unavailable(f"the compute queue is full ({self._admitted} requests admitted, "
+                              "GRADSERVE_QUEUE_SIZE): retry shortly", retry_after=1)
+        self._loop = loop = asyncio.get_running_loop()
+        waiting = _Waiting(call, loop.create_future())
         queue.items.append(waiting)
         self._waiting += 1
+        self._admitted += 1
         self._dispatch()
-        return await waiting.future
+        try:
+            return await waiting.future
+        finally:
+            self._admitted -= 1
 
     # --- dispatching, on the event loop ---------------------------------------------------------
 
@@ -145,6 +182,8 @@ class Batcher:
             if not queue.mergeable(batch[0].call):
                 break
         self._waiting -= len(batch)
+        if queue.retired and not items:
+            self._queues = {k: q for k, q in self._queues.items() if q is not queue}
         batch = [w for w in batch if not w.future.done()]  # a client that gave up: skip it
         if not batch:
             return
@@ -174,3 +213,10 @@ class Batcher:
                 if not w.future.done():
                     w.future.set_exception(error)
         self._dispatch()
+
+
+def _running_in(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
@@ -21,7 +20,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     # Flags override GRADSERVE_* variables; passing them on through the environment lets every
     # uvicorn worker process build the same settings.
-    for flag in ("models", "host", "port", "default_model", "log_level"):
+    for flag in ("models", "host", "port", "default_model", "log_level", "poll_interval",
+                 "drain_seconds"):
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"GRADSERVE_{flag.upper()}"] = str(value)
@@ -46,8 +46,6 @@ def _serve(args: argparse.Namespace) -> int:
     if problem:
         print(f"gradserve serve: {problem}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return serve(settings, args.workers, args.graceful_timeout)
 
 
@@ -166,10 +164,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000)")
     serve.add_argument("--default-model", dest="default_model",
                        help="model of the un-prefixed routes (default: the first by name)")
-    serve.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (default 1); each loads every "
+                       "model, and they see each other's weight updates through the repository")
     serve.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds to let in-flight requests finish on SIGTERM (default 30)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--poll-interval", dest="poll_interval", type=float,
+                       help="seconds between scans of the repository for versions written by "
+                       "other processes (default 2; 0: never)")
+    serve.add_argument("--drain-seconds", dest="drain_seconds", type=float,
+                       help="on SIGTERM, seconds to keep serving with /readyz answering 503 "
+                       "before stopping (default 0)")
     serve.add_argument("--allow-unauthenticated", action="store_true",
                        help="serve without API keys on a non-loopback address (refused otherwise)")
     serve.set_defaults(run=_serve)

@@ -2,9 +2,12 @@
 
 It takes and returns numpy arrays and raises the domain errors of ``gradserve.errors``. Every
 front end (the REST routes; any other protocol) calls it; none validates or computes on its own.
-Compute requests are validated on arrival, then queued for the batcher (``gradserve.batching``),
-which merges concurrent ones and runs them on a bounded thread pool, so an asyncio front end
-never blocks on them.
+Compute requests are checked on arrival, then queued for the batcher (``gradserve.batching``),
+which merges concurrent ones, runs them on a bounded thread pool (so an asyncio front end never
+blocks on them) and sheds load beyond ``GRADSERVE_QUEUE_SIZE``.
+
+The repository on disk is the source of truth: ``apply_refresh`` serves a version that another
+process wrote (``gradserve.watcher`` finds them), and ``PUT /weights`` writes one there first.
 """
 
 from __future__ import annotations
@@ -20,13 +23,17 @@ from datetime import datetime, timezone
 import jax
 import numpy as np
 
+from . import __version__
+from .arrays import shape_of, stacked_count
 from .auth import KeyRing
 from .batching import Batcher
-from .engine import Call, Model
+from .device import open_device
+from .engine import Model
 from .errors import InvalidInput, ModelNotFound, PayloadTooLarge, Unavailable, WeightsConflict
 from .metrics import Metrics
 from .repository import ModelRepository
 from .settings import Settings
+from .spec import ModelSpec
 
 __all__ = ["DataPlane"]
 
@@ -41,6 +48,7 @@ class DataPlane:
         self.repository = ModelRepository(settings.models)
         self.metrics = Metrics()
         self.keys = KeyRing.from_settings(settings)
+        # Replaced whole, never mutated, so a reader iterating it never sees it change size.
         self._models: dict[str, Model] = {}
         self._write_locks: dict[str, threading.Lock] = {}
         self._executor = ThreadPoolExecutor(settings.compute_threads, thread_name_prefix="compute")
@@ -49,15 +57,18 @@ class DataPlane:
             max_size=settings.batch_max_size if settings.batching else 1,
             max_wait=settings.batch_max_wait_ms / 1000, queue_size=settings.queue_size,
             metrics=self.metrics)
-        self._ready = threading.Event()
+        self._loaded = threading.Event()
+        self._draining = threading.Event()
         self._load_error: BaseException | None = None
         if settings.compilation_cache is not None:
             _use_compilation_cache(settings.compilation_cache)
         # Every result is waited for at once, so dispatching CPU work asynchronously only adds
         # two thread hand-offs per call (measured: 105 -> 56 us for a one-row gradient). A
-        # process-wide switch, set here because the service owns its process; no effect on GPUs.
+        # process-wide switch, set before the device opens because the service owns its
+        # process; no effect on GPUs.
         jax.config.update("jax_cpu_enable_async_dispatch", False)
-        self.device = str(jax.devices()[0])
+        self.device_info = open_device(settings)
+        self.device = self.device_info.device
 
     # --- life cycle -------------------------------------------------------------------------
 
@@ -72,16 +83,7 @@ class DataPlane:
                 start = time.perf_counter()
                 self.repository.remove_stale_temporaries(name)
                 spec, weights, version = self.repository.read(name)
-                model = Model(spec, weights, name=name, version=version,
-                              buckets=self.settings.buckets, slots=self.settings.batch_slots(),
-                              slot_rows=self.settings.batch_max_rows).warmup()
-                self._models[name] = model
-                self._write_locks[name] = threading.Lock()
-                self.metrics.track_model(model)
-                mergeable = _mergeable(model)
-                for method in _METHODS:
-                    self.batcher.add_queue((name, method), model.run_many, (name, method),
-                                            mergeable)
+                self._publish(self._build(name, spec, weights, version))
                 log.info("loaded model %s version %d (%s, m=%d, k=%d, p=%d, %s) in %.2f s",
                          name, version, spec.kind, spec.n_inputs, spec.n_outputs, spec.n_weights,
                          spec.dtype, time.perf_counter() - start)
@@ -92,7 +94,7 @@ class DataPlane:
             # collection (tens of ms each); freezing them keeps the tail latency low.
             gc.collect()
             gc.freeze()
-            self._ready.set()
+            self._loaded.set()
             log.info("ready: %d model(s) on %s", len(self._models), self.device)
         except BaseException as exc:
             self._load_error = exc
@@ -100,10 +102,86 @@ class DataPlane:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set()
+        """Every model loaded and compiled, and not draining: what /readyz reports."""
+        return self._loaded.is_set() and not self._draining.is_set()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
+
+    def start_draining(self) -> None:
+        """Report unready from now on (so a load balancer stops sending), yet keep serving."""
+        self._draining.set()
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=False)
+
+    def _build(self, name: str, spec: ModelSpec, weights: np.ndarray, version: int) -> Model:
+        """A model with every bucket compiled (blocking: seconds for a new spec)."""
+        return Model(spec, weights, name=name, version=version, buckets=self.settings.buckets,
+                     direction_buckets=self.settings.direction_buckets,
+                     slots=self.settings.batch_slots(), slot_rows=self.settings.batch_max_rows
+                     ).warmup()
+
+    def _publish(self, model: Model) -> None:
+        self._write_locks.setdefault(model.name, threading.Lock())
+        replaced = self._models.get(model.name)
+        self._models = {**self._models, model.name: model}
+        self.metrics.track_model(model)
+        if replaced is not None:
+            # Requests already queued for it still run on it (they were checked against its
+            # spec); its queues go once they are empty.
+            self.batcher.retire(replaced)
+
+    # --- the repository as the source of truth ------------------------------------------------
+
+    def served_version(self, name: str) -> int | None:
+        """The version served for ``name``, None if that model is not served (yet)."""
+        model = self._models.get(name)
+        return None if model is None else model.version
+
+    def apply_refresh(self, name: str, spec: ModelSpec, weights: np.ndarray, version: int) -> str:
+        """Serve ``version`` of ``name``, read from the repository (blocking; call off the loop).
+
+        Same spec as the served version: the weights are swapped in one step, nothing compiles.
+        A new model or a new spec: a new model is built and compiled first, then swapped in, so
+        requests never wait for a compile. A version not newer than the served one (this
+        process may have written it itself) changes nothing. Returns what happened:
+        "weights", "model" or "unchanged".
+        """
+        current = self._models.get(name)
+        if current is not None and current.spec == spec:
+            with self._write_locks[name]:
+                if version <= current.version:
+                    return "unchanged"
+                current.replace_weights(weights, version)
+            return "weights"
+        if current is not None and version <= current.version:
+            return "unchanged"
+        model = self._build(name, spec, weights, version)  # compiles outside any lock
+        with self._write_locks.setdefault(name, threading.Lock()):
+            served = self.served_version(name)
+            if served is not None and version <= served:
+                return "unchanged"
+            self._publish(model)
+        return "model"
+
+    def info(self) -> dict:
+        """What runs where, for GET /info: versions, the device, the models and the settings
+        that shape serving (nothing secret: no keys, no paths)."""
+        s = self.settings
+        return {
+            "version": __version__, "jax_version": jax.__version__, **self.device_info.as_dict(),
+            "ready": self.ready, "draining": self.draining,
+            "models": [{"name": m.name, "version": m.version} for _, m in sorted(self._models.items())],
+            "settings": {
+                "default_model": s.default_model, "buckets": list(s.buckets),
+                "direction_buckets": list(s.direction_buckets), "compute_threads": s.compute_threads, "max_body_bytes": s.max_body_bytes,
+                "max_rows": s.max_rows, "poll_interval": s.poll_interval,
+                "drain_seconds": s.drain_seconds, "compilation_cache": s.compilation_cache is not None,
+                "gpu_preallocate": s.gpu_preallocate, "gpu_memory_fraction": s.gpu_memory_fraction,
+            },
+        }
 
     # --- models -------------------------------------------------------------------------------
 
@@ -136,7 +214,8 @@ class DataPlane:
         }
 
     def _require_ready(self) -> None:
-        if not self.ready:
+        # Loaded is enough: a draining service still answers what reaches it.
+        if not self._loaded.is_set():
             if self._load_error is not None:
                 raise Unavailable(f"the models failed to load: {self._load_error}")
             raise Unavailable("the service is still loading and compiling its models", retry_after=1)
@@ -195,11 +274,16 @@ class DataPlane:
             return self._store_locked(model, w, if_version)
 
     def _store_locked(self, model: Model, w: np.ndarray, if_version: int | None) -> int:
-        if if_version is not None and if_version != model.version:
+        if self._models.get(model.name) is not model:
+            raise WeightsConflict(f"model {model.name!r} was replaced by a new version from the "
+                                  "repository while this request was in flight: read it again "
+                                  "and retry")
+        if if_version is not None and if_version < model.version:
             raise WeightsConflict(f"model {model.name!r} is at version {model.version}, "
                                   f"not {if_version}: read the current weights and retry")
-        version = self.repository.write(model.name, model.spec, w,
-                                        if_version=model.version if if_version is not None else None)
+        # The repository decides: a version newer than the one served here may be on disk
+        # already (another worker wrote it, and this one has not polled since).
+        version = self.repository.write(model.name, model.spec, w, if_version=if_version)
         model.replace_weights(w, version)
         self.metrics.weight_updates.labels(model.name).inc()
         try:
@@ -213,39 +297,63 @@ class DataPlane:
     async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
         """y (n, k); see ``Model.evaluate``."""
         model = self.model(name)
-        self._check_size(model, "evaluate", x)
-        return await self._run(model, model.prepare("evaluate", x, w=w))
+        return await self._run(model, "evaluate", x, lambda: model.prepare("evaluate", x, w=w),
+                               per_row=model.n_outputs)
 
     async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
-        """dy (n, k); see ``Model.forward_derivative``."""
+        """dy (n, k), or (n, k, r) for r directions at once (dw (p, r) and/or dx (n, m, r))."""
         model = self.model(name)
-        self._check_size(model, "forward_derivative", x)
-        return await self._run(model, model.prepare("forward_derivative", x, w=w, dw=dw, dx=dx))
+        r = stacked_count(shape_of(dw), 1, shape_of(dx), 2) or 1
+        return await self._run(model, "forward_derivative", x,
+                               lambda: model.prepare("forward_derivative", x, w=w, dw=dw, dx=dx),
+                               per_row=model.n_outputs * r, directions=r)
 
     async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
-        """(pw (p, 1), px (n, m)); see ``Model.gradient``."""
+        """(pw (p, 1), px (n, m)), or (p, 1, r) and (n, m, r) for py (n, k, r)."""
         model = self.model(name)
-        self._check_size(model, "gradient", x)
-        return await self._run(model, model.prepare("gradient", x, w=w, py=py))
+        shape = shape_of(py)
+        r = shape[-1] if shape is not None and len(shape) == 3 else 1
+        return await self._run(model, "gradient", x,
+                               lambda: model.prepare("gradient", x, w=w, py=py),
+                               per_row=model.n_inputs * r, fixed=model.n_weights * r, directions=r)
 
-    def _check_size(self, model: Model, method: str, x) -> None:
-        rows = np.shape(x)[0] if np.ndim(x) >= 1 else 0
+    async def hessian_vector(self, name: str | None, w, x, py, dw=None,
+                             dx=None) -> tuple[np.ndarray, np.ndarray]:
+        """(hw (p, 1), hx (n, m)): the Hessian of <py, F(w, x)> applied to (dw, dx)."""
+        model = self.model(name)
+        return await self._run(model, "hessian_vector", x,
+                               lambda: lambda: model.hessian_vector(w, x, py, dw, dx),
+                               per_row=model.n_inputs, fixed=model.n_weights)
+
+    async def jacobian(self, name: str | None, w, x, wrt: str = "x") -> np.ndarray:
+        """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row."""
+        model = self.model(name)
+        per_row = model.jacobian_size(1, wrt) if wrt in ("x", "w") else 0
+        return await self._run(model, "jacobian", x, lambda: lambda: model.jacobian(w, x, wrt),
+                               per_row=per_row)
+
+    async def _run(self, model: Model, method: str, x, prepare: Callable, per_row: int,
+                   fixed: int = 0, directions: int = 1):
+        """Check the limits (rows, and the answer's size: ``fixed + rows * per_row`` numbers,
+        refused before any work since the shapes alone give it), then the arguments
+        (``prepare``: a validated ``Call`` for the batched methods, else a function run on a
+        compute thread), then queue the request for the batcher, which sheds load."""
+        rows = _rows(x)
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
                                   "accepted per request (GRADSERVE_MAX_ROWS)")
-        # Refused before computing: the answer's size follows from the shapes alone.
-        per_row = model.n_inputs if method == "gradient" else model.n_outputs
-        fixed = model.n_weights if method == "gradient" else 0
-        self._check_answer_size(fixed + rows * per_row, f"the {method} answer for {rows} rows",
-                                per_row, fixed)
-
-    async def _run(self, model: Model, call: Call):
-        # The call is validated: a bad request has failed already, so it never shares (and
-        # never fails) a batch with others.
+        what = f"the {method} answer for {rows} rows" + (
+            f" and {directions} directions" if directions > 1 else "")
+        self._check_answer_size(fixed + rows * per_row, what, per_row, fixed)
+        # A bad request fails here, alone: it never shares (and never fails) a batch.
+        work = prepare()
+        batched = method in _BATCHED
         start = time.perf_counter()
-        result = await self.batcher.submit((model.name, call.method), call)
-        self.metrics.observe_compute(model.name, call.method, call.rows, time.perf_counter() - start)
-        _check_finite_result(call.method, result)
+        result = await self.batcher.submit(
+            (model, method), work, runner=model.run_many if batched else _each,
+            labels=(model.name, method), mergeable=_mergeable(model) if batched else _never)
+        self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
+        _check_finite_result(method, result)
         return result
 
     def _check_answer_size(self, size: int, what: str, per_row: int = 0, fixed: int = 0) -> None:
@@ -258,12 +366,26 @@ class DataPlane:
                                   f"(GRADSERVE_MAX_ANSWER_ELEMENTS){hint}")
 
 
-_METHODS = ("evaluate", "forward_derivative", "gradient")
+def _rows(x) -> int:
+    shape = shape_of(x)
+    return shape[0] if shape else 0
 
 
-def _mergeable(model: Model):
+_BATCHED = frozenset({"evaluate", "forward_derivative", "gradient"})  # through Model.run_many
+
+
+def _mergeable(model: Model) -> Callable:
     largest = model.slot_buckets[-1] if model.slot_buckets else 0
-    return lambda call: call.rows <= largest
+    return lambda call: call.stackable and call.rows <= largest
+
+
+def _never(call) -> bool:
+    return False
+
+
+def _each(tasks: list[Callable]) -> list:
+    """The runner of requests that are never merged: each is a function of no arguments."""
+    return [task() for task in tasks]
 
 
 def _use_compilation_cache(folder) -> None:

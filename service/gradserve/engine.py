@@ -3,10 +3,12 @@
 Compiled functions of (w, x) are built for a fixed set of batch sizes (buckets). A batch is padded
 up to the nearest bucket, and one larger than the biggest bucket is cut into chunks, so no request
 shape ever causes a new trace once a bucket has been compiled (``warmup`` compiles them all).
+Calls with several directions at once are padded, likewise, to a fixed set of direction buckets.
+The kernels beyond the four methods are in ``gradserve.derivatives``.
 
-For a service that merges concurrent requests, the same kernels also exist vmapped over a leading
-slot axis (one request per slot), compiled for a fixed set of (slots, rows) shapes: ``run_many``
-runs a list of validated calls through them (see ``gradserve.stacking``).
+For a service that merges concurrent requests, ``prepare`` validates a call once and ``run_many``
+runs many through kernels stacked over a leading slot axis (one request per slot), compiled for
+a fixed set of (rows, slots) shapes; those kernels are in ``gradserve.stacking``.
 """
 
 from __future__ import annotations
@@ -15,23 +17,26 @@ import enum
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Callable
 
 import jax
 import numpy as np
 
-from . import stacking
-from .arrays import as_matrix, as_vector, check_finite, check_rows
+from . import derivatives, padding, stacking
+from .stacking import Call
+from .arrays import (as_matrix, as_stack, as_vector, check_finite, check_rows,
+                     check_same_count, shape_of, stacked_count)
 from .errors import InvalidInput
 from .network import build_forward
 from .spec import ModelSpec
 
 jax.config.update("jax_enable_x64", True)  # float64 models need it; float32 ones are unaffected
 
-__all__ = ["Model", "Call", "SetWeightsStatus", "DEFAULT_BUCKETS"]
+__all__ = ["Model", "Call", "SetWeightsStatus", "DEFAULT_BUCKETS", "DEFAULT_DIRECTION_BUCKETS"]
 
 DEFAULT_BUCKETS = (1, 8, 64, 512, 4096)
+# Few direction buckets: every one multiplies the many-direction kernels compiled per row bucket.
+DEFAULT_DIRECTION_BUCKETS = (8, 64)
 
 
 class SetWeightsStatus(enum.IntEnum):
@@ -65,65 +70,31 @@ def _kernels(forward: Callable) -> dict[str, Callable]:
     return {"evaluate": evaluate, "jvp": jvp, "jvp_w": jvp_w, "vjp": vjp}
 
 
-def _stacked_kernels(kernels: dict[str, Callable], vectorize: bool) -> dict[str, Callable]:
-    """The same methods over a leading slot axis, one request (and its own w) per slot.
-
-    ``vectorize``: ``jax.vmap``, one wide kernel for every slot: what an accelerator is for.
-    Otherwise (CPU) ``lax.map``: the slots one after another inside one compiled call. Each slot
-    then runs exactly the operations of an unbatched call, so results are bitwise the same, and on
-    a CPU that costs nothing (measured: as fast as vmap at 16 and 64 slots, and both 5 to 10 times
-    faster per request than one call per request). ``jvp_w`` has no stacked form: a request
-    without dx runs ``jvp`` with dx = 0, so both kinds of forward_derivative share a batch.
-    """
-    def stacked(fn: Callable) -> Callable:
-        if vectorize:
-            return jax.vmap(fn)
-        return lambda *args: jax.lax.map(lambda slot: fn(*slot), args)
-
-    return {f"{name}_stack": stacked(kernels[name]) for name in ("evaluate", "jvp", "vjp")}
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One validated request, in the model's dtype, ready to run alone or with others.
-
-    method: "evaluate", "forward_derivative" or "gradient". Shapes: w, dw (p,) (w None: the
-    stored weights when it runs); x, dx (n, m) (dx None: inputs held fixed); py (n, k).
-    """
-
-    method: str
-    x: np.ndarray
-    w: np.ndarray | None = None
-    dw: np.ndarray | None = None
-    dx: np.ndarray | None = None
-    py: np.ndarray | None = None
-
-    @property
-    def rows(self) -> int:
-        return self.x.shape[0]
-
-
 class Model:
     """A tabular model y = F(x, w) with its stored weights.
 
-    Shapes: x, dx (n, m) raw inputs; w, dw (p, 1) (``(p,)`` also accepted); y, dy, py (n, k).
+    Shapes: x, dx (n, m) raw inputs; w, dw (p, 1) (``(p,)`` also accepted); y, dy, py (n, k);
+    with r directions at once, dw (p, r), dx (n, m, r), py (n, k, r).
     Arrays are returned in the model's dtype (float64 unless the spec says float32).
     """
 
     def __init__(self, spec: ModelSpec, weights: np.ndarray, *, name: str = "model",
                  version: int = 0, buckets: tuple[int, ...] = DEFAULT_BUCKETS,
+                 direction_buckets: tuple[int, ...] = DEFAULT_DIRECTION_BUCKETS,
                  slots: tuple[int, ...] = (), slot_rows: int = 0, vectorize: bool | None = None):
         """``slots``, ``slot_rows``: the stacked kernels ``run_many`` uses are compiled for these
         slot counts and for every bucket of at most ``slot_rows`` rows (none by default).
         ``vectorize``: stack slots with ``jax.vmap`` (default: unless JAX runs on the CPU)."""
-        if not buckets or min(buckets) < 1:
-            raise ValueError(f"buckets must be positive batch sizes, got {buckets}")
+        for what, sizes in (("buckets", buckets), ("direction_buckets", direction_buckets)):
+            if not sizes or min(sizes) < 1:
+                raise ValueError(f"{what} must be positive sizes, got {sizes}")
         if slots and min(slots) < 1:
             raise ValueError(f"slots must be positive counts, got {slots}")
         self.spec = spec
         self.name = name
         self.dtype = np.dtype(spec.dtype)
         self.buckets = tuple(sorted(set(int(b) for b in buckets)))
+        self.direction_buckets = tuple(sorted(set(int(b) for b in direction_buckets)))
         self.slots = tuple(sorted(set(int(s) for s in slots)))
         # A slot holds one request padded to its own bucket: the per-slot shapes are those of an
         # unbatched call, so each slot computes what that request would compute alone.
@@ -134,12 +105,14 @@ class Model:
         self._state = self._make_state(w, version)
         self._forward = build_forward(spec)
         self._pad_row = np.array([f.shift for f in spec.inputs], dtype=self.dtype)
-        kernels = _kernels(self._forward)
+        base = _kernels(self._forward)
         if vectorize is None:
             vectorize = jax.default_backend() != "cpu"
-        kernels.update(_stacked_kernels(kernels, vectorize))
+        kernels = {**base, **derivatives.kernels(
+            self._forward, spec.n_inputs, spec.n_outputs, spec.n_weights),
+            **stacking.kernels(base, vectorize)}
         self._jitted = {k: jax.jit(self._counted(f)) for k, f in kernels.items()}
-        self._compiled: dict[tuple[str, int | tuple[int, int]], Callable] = {}
+        self._compiled: dict[tuple[str, int, int | None], Callable] = {}
         self._lock = threading.Lock()
 
     # --- sizes -----------------------------------------------------------------------------
@@ -219,12 +192,18 @@ class Model:
         """
         return self.run(self.prepare("evaluate", x, w=w))
 
-    def forward_derivative(self, w: np.ndarray | None, dw: np.ndarray, x: np.ndarray,
+    def forward_derivative(self, w: np.ndarray | None, dw: np.ndarray | None, x: np.ndarray,
                            dx: np.ndarray | None = None) -> np.ndarray:
         """Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx at (w, x), shape (n, k).
 
-        w, dw: (p, 1) or (p,); x, dx: (n, m). ``dx=None`` holds the inputs fixed. ``w`` is the
-        evaluation point only (None: the stored weights); the stored weights do not change.
+        w, dw: (p, 1) or (p,); x, dx: (n, m). ``dx=None`` holds the inputs fixed, ``dw=None`` the
+        weights (one of them is needed). ``w`` is the evaluation point only (None: the stored
+        weights); the stored weights do not change.
+
+        Several directions in one compiled call: dw (p, r) and/or dx (n, m, r) give dy (n, k, r),
+        direction j being ``forward_derivative(w, dw[:, j], x, dx[..., j])``. A dw of shape
+        (p, 1) with dx absent or (n, m) is the single-direction form above; for r = 1 in the
+        stacked form, give dx (n, m, 1).
         """
         return self.run(self.prepare("forward_derivative", x, w=w, dw=dw, dx=dx))
 
@@ -234,110 +213,160 @@ class Model:
 
         py: (n, k), the output perturbation. ``w`` is the evaluation point only (None: the stored
         weights); the stored weights do not change.
+
+        Several output perturbations in one compiled call: py (n, k, r) gives pw (p, 1, r) and
+        px (n, m, r), entry j being ``gradient(w, x, py[..., j])``.
         """
         return self.run(self.prepare("gradient", x, w=w, py=py))
 
     # --- validated calls, run alone or many at once ---------------------------------------------
 
     def prepare(self, method: str, x, *, w=None, dw=None, dx=None, py=None) -> Call:
-        """Check every argument of ``method`` once (InvalidInput naming the array, the expected
-        and the received shape) and return the call, ready for ``run`` or ``run_many``."""
+        """Check every argument of ``method`` (evaluate, forward_derivative or gradient) once,
+        InvalidInput naming the array, the expected and the received shape; return the call,
+        ready for ``run`` or ``run_many``."""
         w = None if w is None else as_vector("w", w, self.n_weights, self.dtype)
-        x = as_matrix("x", x, self.n_inputs, self.dtype, "one row per sample, one column per input")
+        x = self._x(x)
+        n, m, p = x.shape[0], self.n_inputs, self.n_weights
         if method == "evaluate":
-            return Call(method, x, w)
+            return Call(method, "evaluate", {"x": x}, w)
         if method == "forward_derivative":
-            dw = as_vector("dw", dw, self.n_weights, self.dtype)
-            if dx is not None:
-                dx = as_matrix("dx", dx, self.n_inputs, self.dtype, "the same shape as x")
-                check_rows("dx", dx, x.shape[0])
-            return Call(method, x, w, dw=dw, dx=dx)
+            if dw is None and dx is None:
+                raise InvalidInput("forward_derivative needs dw, dx or both (None holds that "
+                                   "argument fixed)")
+            r = stacked_count(shape_of(dw), 1, shape_of(dx), 2)
+            if r is not None:
+                stack = "several directions, one per column of dw / last-axis entry of dx"
+                dws = (np.zeros((p, r), self.dtype) if dw is None
+                       else as_stack("dw", dw, (p,), self.dtype, stack))
+                dxs = (np.zeros((n, m, r), self.dtype) if dx is None
+                       else as_stack("dx", dx, (n, m), self.dtype, stack))
+                check_same_count("dw", dws, "dx", dxs)
+                return Call(method, "jvp_many", {"dW": dws, "x": x, "dX": dxs}, w)
+            dw = np.zeros(p, self.dtype) if dw is None else as_vector("dw", dw, p, self.dtype)
+            if dx is None:
+                return Call(method, "jvp_w", {"dw": dw, "x": x}, w)
+            dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x")
+            check_rows("dx", dx, n)
+            return Call(method, "jvp", {"dw": dw, "x": x, "dx": dx}, w)
         if method == "gradient":
+            shape = shape_of(py)
+            if shape is not None and len(shape) == 3:
+                pys = as_stack("py", py, (n, self.n_outputs), self.dtype,
+                               "one row per row of x, one column per output, one slice per direction")
+                return Call(method, "vjp_many", {"x": x, "PY": pys}, w)
             py = as_matrix("py", py, self.n_outputs, self.dtype,
                            "one row per row of x, one column per output")
-            check_rows("py", py, x.shape[0])
-            return Call(method, x, w, py=py)
+            check_rows("py", py, n)
+            return Call(method, "vjp", {"x": x, "py": py}, w)
         raise ValueError(f"unknown method {method!r}")
 
     def run(self, call: Call):
-        """The result of one call, computed alone: y or dy (n, k), or (pw (p, 1), px (n, m))."""
+        """The result of one call, computed alone: y or dy (n, k) (dy (n, k, r) for r
+        directions), or (pw (p, 1), px (n, m)) ((p, 1, r), (n, m, r) for r directions)."""
         w = self._state[1] if call.w is None else call.w
-        if call.method == "evaluate":
-            return self._rows("evaluate", w, [call.x], [])[0]
-        if call.method == "forward_derivative":
-            if call.dx is None:
-                return self._rows("jvp_w", w, [call.x], [call.dw])[0]
-            return self._rows("jvp", w, [call.x, call.dx], [call.dw])[0]
-        pws, px = self._rows("vjp", w, [call.x, call.py], [], summed=0)
-        return pws.reshape(-1, 1), px
+        if call.kernel == "vjp":
+            pws, px = self._run("vjp", w, call.arrays, summed=0)
+            return pws.reshape(-1, 1), px
+        if call.kernel == "vjp_many":
+            pws, pxs = self._run("vjp_many", w, call.arrays, summed=0)
+            return pws[:, None, :], pxs
+        return self._run(call.kernel, w, call.arrays)[0]
 
     def run_many(self, calls: list[Call]) -> list:
-        """The results of calls of one method, in order, computed in as few compiled calls as the
-        compiled shapes allow (see ``gradserve.stacking``). Each equals ``run(call)`` bitwise on
-        a CPU; with ``vectorize`` (accelerators) to a few ulps, as XLA may order sums differently
-        in a vmapped kernel."""
+        """The results of calls of one method, in order, in as few compiled calls as the compiled
+        shapes allow (see ``gradserve.stacking``). Each equals ``run(call)``: bitwise on a CPU;
+        with ``vectorize`` (accelerators) to rounding, as a vmapped kernel may order sums
+        differently."""
         return stacking.run_many(self, calls)
+
+    # --- beyond the four methods --------------------------------------------------------------
+
+    def hessian_vector(self, w: np.ndarray | None, x: np.ndarray, py: np.ndarray,
+                       dw: np.ndarray | None = None,
+                       dx: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Hessian-vector product of φ(w, x) = <py, F(w, x)>: (hw (p, 1), hx (n, m)) =
+        ∇²φ · (dw, dx), i.e. the derivative of ``gradient(w, x, py)`` in the direction (dw, dx).
+
+        py (n, k); dw (p, 1) or (p,), dx (n, m); a None direction is zero (one is needed). For
+        Newton-type steps and Laplace approximations. ``w`` as in ``gradient``.
+        """
+        w_dev, x = self._weights_arg(w), self._x(x)
+        if dw is None and dx is None:
+            raise InvalidInput("hessian_vector needs dw, dx or both (None is a zero direction)")
+        n, m, p = x.shape[0], self.n_inputs, self.n_weights
+        py = as_matrix("py", py, self.n_outputs, self.dtype, "one row per row of x, one column per output")
+        check_rows("py", py, n)
+        dw = np.zeros(p, self.dtype) if dw is None else as_vector("dw", dw, p, self.dtype)
+        if dx is None:
+            dx = np.zeros((n, m), self.dtype)
+        else:
+            dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x")
+            check_rows("dx", dx, n)
+        hw, hx = self._run("hvp", w_dev, {"dw": dw, "x": x, "py": py, "dx": dx}, summed=0)
+        return hw.reshape(-1, 1), hx
+
+    def jacobian(self, w: np.ndarray | None, x: np.ndarray, wrt: str = "x") -> np.ndarray:
+        """The full Jacobian of each row: ∂y_i/∂x_i (n, k, m) for ``wrt="x"``, ∂y_i/∂w (n, k, p)
+        for ``wrt="w"``. Forward or reverse mode, whichever needs fewer passes for the model's
+        sizes (``derivatives.jacobian_modes``). ``w`` as in ``gradient``.
+        """
+        if wrt not in ("x", "w"):
+            raise InvalidInput(f"wrt must be 'x' or 'w', got {wrt!r}")
+        w_dev, x = self._weights_arg(w), self._x(x)
+        return self._run(f"jacobian_{wrt}", w_dev, {"x": x})[0]
+
+    def jacobian_size(self, n: int, wrt: str) -> int:
+        """Entries of the answer of ``jacobian`` for n rows (to refuse one too large to send)."""
+        return n * self.n_outputs * (self.n_weights if wrt == "w" else self.n_inputs)
 
     # --- compilation --------------------------------------------------------------------------
 
     def warmup(self, threads: int | None = None) -> "Model":
-        """Compile every kernel for every bucket now, and every stacked kernel for every
-        (slots, rows) shape, so no request ever waits for a compile.
-
-        XLA compiles without holding the GIL, so ``threads`` (default: one per core) compile
-        side by side."""
-        todo = [(kernel, shape) for kernel in self._jitted for shape in self._shapes(kernel)
-                if (kernel, shape) not in self._compiled]
+        """Compile every kernel for every shape it serves now (``compiled_shapes``), so no
+        request ever waits for a compile. XLA compiles without holding the GIL, so ``threads``
+        (default: one per core) compile side by side."""
+        todo = [shape for shape in self.compiled_shapes() if shape not in self._compiled]
         with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
-            list(pool.map(lambda job: self._executable(*job), todo))
+            list(pool.map(lambda shape: self._executable(*shape), todo))
         return self
+
+    def compiled_shapes(self) -> list[tuple[str, int, int | None]]:
+        """(kernel, row bucket, direction bucket or slot count or None) of every executable
+        ``warmup`` compiles: one trace each."""
+        return [(kernel, bucket, extra) for kernel in self._jitted
+                for bucket in (self.slot_buckets if kernel.endswith("_stack") else self.buckets)
+                for extra in self._extra_sizes(kernel)]
 
     def bucket_for(self, n: int) -> int:
         """The smallest bucket that holds n rows (n at most the largest bucket)."""
-        for bucket in self.buckets:
-            if bucket >= n:
-                return bucket
-        return self.buckets[-1]
+        return padding.smallest(self.buckets, n)
 
     def slots_for(self, count: int) -> int:
         """The smallest compiled slot count that holds ``count`` requests (at most the largest)."""
-        for slots in self.slots:
-            if slots >= count:
-                return slots
-        return self.slots[-1]
+        return padding.smallest(self.slots, count)
 
-    def _shapes(self, kernel: str) -> list[int | tuple[int, int]]:
+    def _extra_sizes(self, kernel: str) -> tuple[int | None, ...]:
         if kernel.endswith("_stack"):
-            return [(s, r) for s in self.slots for r in self.slot_buckets]
-        return list(self.buckets)
+            return self.slots
+        return self.direction_buckets if kernel in derivatives.MANY else (None,)
 
-    def _executable(self, kernel: str, shape: int | tuple[int, int]) -> Callable:
-        key = (kernel, shape)
+    def _executable(self, kernel: str, bucket: int, extra: int | None = None) -> Callable:
+        key = (kernel, bucket, extra)
         fn = self._compiled.get(key)
         if fn is None:
             # Compiled outside any lock, so warm-up threads compile in parallel; after warm-up
             # every key is present and this is one dict lookup.
-            fn = self._jitted[kernel].lower(*self._arg_shapes(kernel, shape)).compile()
+            fn = self._jitted[kernel].lower(*self._arg_shapes(kernel, bucket, extra)).compile()
             fn = self._compiled.setdefault(key, fn)
         return fn
 
-    def _arg_shapes(self, kernel: str, shape: int | tuple[int, int]) -> list[jax.ShapeDtypeStruct]:
-        p, m, k = self.n_weights, self.n_inputs, self.n_outputs
-        s = lambda *dims: jax.ShapeDtypeStruct(dims, self.dtype)  # noqa: E731
-        if isinstance(shape, tuple):  # stacked: a leading slot axis, rows padded per slot
-            S, n = shape
-            return {
-                "evaluate_stack": [s(S, p), s(S, n, m)],
-                "jvp_stack": [s(S, p), s(S, p), s(S, n, m), s(S, n, m)],
-                "vjp_stack": [s(S, p), s(S, n, m), s(S, n, k)],
-            }[kernel]
-        n = shape
-        return {
-            "evaluate": [s(p), s(n, m)],
-            "jvp": [s(p), s(p), s(n, m), s(n, m)],
-            "jvp_w": [s(p), s(p), s(n, m)],
-            "vjp": [s(p), s(n, m), s(n, k)],
-        }[kernel]
+    def _arg_shapes(self, kernel: str, n: int, r: int | None = None) -> list[jax.ShapeDtypeStruct]:
+        """Argument shapes for n rows and r directions; for a stacked kernel, r slots."""
+        m, k, p = self.n_inputs, self.n_outputs, self.n_weights
+        shapes = (stacking.arg_shapes(kernel, r, n, m, k, p) if kernel.endswith("_stack") else
+                  [derivatives.arg_shape(arg, n, r, m, k, p) for arg in derivatives.ARGS[kernel]])
+        return [jax.ShapeDtypeStruct(shape, self.dtype) for shape in shapes]
 
     def _counted(self, fn: Callable) -> Callable:
         def traced(*args):
@@ -355,40 +384,58 @@ class Model:
         w.flags.writeable = False
         return (w, jax.device_put(w), version)
 
-    def _rows(self, kernel: str, w, row_args: list[np.ndarray], fixed: list[np.ndarray],
-              summed: int | None = None) -> list[np.ndarray]:
-        """Run ``kernel(w, *fixed, *row_args)`` over the rows, padded to buckets and chunked.
+    def _weights_arg(self, w: np.ndarray | None) -> jax.Array | np.ndarray:
+        if w is None:
+            return self._state[1]
+        return as_vector("w", w, self.n_weights, self.dtype)
+
+    def _x(self, x: np.ndarray) -> np.ndarray:
+        return as_matrix("x", x, self.n_inputs, self.dtype, "one row per sample, one column per input")
+
+    def _run(self, kernel: str, w, arrays: dict[str, np.ndarray],
+             summed: int | None = None) -> list[np.ndarray]:
+        """Run ``kernel`` on checked ``arrays`` (named as in ``derivatives.ARGS``): rows padded to
+        buckets and cut into chunks of the largest, directions likewise.
 
         Output ``summed`` (an index, or None) is a sum over rows (pw of a VJP): its chunks are
         added; every other output is per row and its chunks are concatenated.
         """
-        n = row_args[0].shape[0]
+        names = derivatives.ARGS[kernel][1:]
+        n = arrays["x"].shape[0]
         largest = self.buckets[-1]
         parts: list[list[np.ndarray]] = []
         for start in range(0, n, largest):
             rows = min(largest, n - start)
             bucket = self.bucket_for(rows)
-            chunk = [self._pad(a[start:start + rows], bucket, i == 0) for i, a in enumerate(row_args)]
-            out = self._executable(kernel, bucket)(w, *fixed, *chunk)
-            outs = out if isinstance(out, tuple) else (out,)
-            parts.append([np.asarray(o) if j == summed else np.asarray(o)[:rows]
-                          for j, o in enumerate(outs)])
-        result = []
-        for j in range(len(parts[0])):
-            pieces = [part[j] for part in parts]
-            result.append(sum(pieces[1:], pieces[0]) if j == summed else
-                          pieces[0] if len(pieces) == 1 else np.concatenate(pieces))
-        return result
+            chunk = {name: padding.pad_rows(arrays[name][start:start + rows], bucket,
+                                            self._pad_row if name == "x" else None)
+                     if derivatives.is_per_row(name) else arrays[name] for name in names}
+            outs = self._over_directions(kernel, bucket, w, [chunk[name] for name in names])
+            parts.append([o if j == summed else o[:rows] for j, o in enumerate(outs)])
+        return [padding.combine([part[j] for part in parts], j == summed, axis=0)
+                for j in range(len(parts[0]))]
 
-    def _pad(self, a: np.ndarray, bucket: int, is_x: bool) -> np.ndarray:
-        if a.shape[0] == bucket:
-            return a
-        # x is padded with the input shift (normalised zero) so pad rows stay tame; tangents and
-        # cotangents with zeros, so pad rows add nothing to pw.
-        fill = self._pad_row if is_x else np.zeros(a.shape[1], self.dtype)
-        return np.concatenate([a, np.broadcast_to(fill, (bucket - a.shape[0], a.shape[1]))])
+    def _over_directions(self, kernel: str, bucket: int, w, args: list[np.ndarray]) -> list[np.ndarray]:
+        """One compiled call, or, for a many-direction kernel, one per chunk of the largest
+        direction bucket, each padded with zero directions."""
+        names = derivatives.ARGS[kernel][1:]
+        if kernel not in derivatives.MANY:
+            return padding.outputs(self._executable(kernel, bucket)(w, *args))
+        r = next(a.shape[-1] for name, a in zip(names, args) if derivatives.is_directional(name))
+        largest = self.direction_buckets[-1]
+        pieces = []
+        for start in range(0, r, largest):
+            count = min(largest, r - start)
+            size = padding.smallest(self.direction_buckets, count)
+            padded = [padding.pad_directions(a[..., start:start + count], size)
+                      if derivatives.is_directional(name) else a for name, a in zip(names, args)]
+            outs = padding.outputs(self._executable(kernel, bucket, size)(w, *padded))
+            pieces.append([o[..., :count] for o in outs])
+        return [padding.combine([piece[j] for piece in pieces], False, axis=-1)
+                for j in range(len(pieces[0]))]
 
     def __repr__(self) -> str:
         return (f"Model(name={self.name!r}, version={self.version}, kind={self.spec.kind!r}, "
                 f"m={self.n_inputs}, k={self.n_outputs}, p={self.n_weights}, dtype={self.dtype})")
+
 

@@ -43,10 +43,14 @@ class Metrics:
             "gradserve_queue_depth", "Compute requests waiting for a compute thread",
             registry=self.registry)
         self.shed = Counter(
-            "gradserve_shed_requests", "Compute requests refused with 503 because the queue was full",
+            "gradserve_shed_requests", "Compute requests answered 503 because the queue was full",
             ["model", "method"], registry=self.registry)
         self.weight_updates = Counter(
             "gradserve_weight_updates", "Weight versions stored", ["model"], registry=self.registry)
+        self.repository_refreshes = Counter(
+            "gradserve_repository_refreshes",
+            "Versions written by other processes and picked up from the repository, by outcome "
+            "(weights, model, skipped)", ["model", "outcome"], registry=self.registry)
         self.compiled_functions = Gauge(
             "gradserve_compiled_functions", "Kernels traced and compiled since start; flat after "
             "warm-up (a rise means a request escaped the compiled batch sizes)", ["model"],

@@ -15,6 +15,8 @@ import errno
 import os
 import re
 import shutil
+import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -135,7 +137,7 @@ class ModelRepository:
         doomed = [v for v in versions[:-keep] if v not in protect]
         folder = self.root / name
         for v in doomed:
-            trash = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+            trash = _temporary(folder)
             try:
                 os.rename(folder / str(v), trash)
             except FileNotFoundError:  # another writer pruned it first
@@ -171,7 +173,7 @@ class ModelRepository:
         """
         folder = self.root / check_name(name)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}"
+        tmp = _temporary(folder)
         tmp.mkdir()
         try:
             write_version_files(tmp, spec, weights)
@@ -196,13 +198,49 @@ class ModelRepository:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def remove_stale_temporaries(self, name: str) -> int:
-        """Delete temporary folders left by writers that died mid-write; returns how many."""
+    def remove_stale_temporaries(self, name: str, older_than: float = 600.0) -> int:
+        """Delete temporary folders left by writers that died mid-write; returns how many.
+
+        Another process sharing the repository (a second worker) may be writing one right now,
+        so a folder whose name shows a live process of this host as its writer is left alone,
+        as is one of another host, unless untouched for ``older_than`` seconds (a write takes
+        milliseconds). A folder of a process that is gone, or of unknown origin, is stale now.
+        """
         folder = self.root / check_name(name)
-        stale = [p for p in folder.glob(f"{_TMP_PREFIX}*") if p.is_dir()] if folder.is_dir() else []
+        cutoff = time.time() - older_than
+        stale = []
+        for p in folder.glob(f"{_TMP_PREFIX}*") if folder.is_dir() else []:
+            try:
+                if p.is_dir() and (_writer_alive(p.name) is False or p.stat().st_mtime < cutoff):
+                    stale.append(p)
+            except FileNotFoundError:  # its writer just renamed or removed it
+                continue
         for p in stale:
             shutil.rmtree(p, ignore_errors=True)
         return len(stale)
+
+
+def _temporary(folder: Path) -> Path:
+    """A hidden temporary folder in ``folder``, named after its writer: host, process, nonce."""
+    return folder / f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+
+def _writer_alive(name: str) -> bool | None:
+    """Whether the process that named a temporary folder still runs: True or False for one of
+    this host, None for another host's (it cannot be told from here). A name of unknown form
+    is no live writer's: False."""
+    match = re.fullmatch(re.escape(_TMP_PREFIX) + r"(.+)-(\d+)-[0-9a-f]{32}", name)
+    if match is None:
+        return False
+    if match.group(1) != socket.gethostname():
+        return None
+    try:
+        os.kill(int(match.group(2)), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def _rename_new(src: Path, dst: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .engine import DEFAULT_BUCKETS
+from .engine import DEFAULT_BUCKETS, DEFAULT_DIRECTION_BUCKETS
 
 __all__ = ["Settings"]
 
@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     """Model served by the un-prefixed routes (``/gradient``...); default: the only model, or the first by name."""
     buckets: Annotated[tuple[int, ...], NoDecode] = DEFAULT_BUCKETS
     """Batch sizes compiled at start-up; larger batches are cut into chunks of the largest."""
+    direction_buckets: Annotated[tuple[int, ...], NoDecode] = DEFAULT_DIRECTION_BUCKETS
+    """Numbers of directions compiled at start-up for calls with several directions at once
+    (dw (p, r), dx (n, m, r), py (n, k, r)); more directions are cut into chunks of the largest."""
     compute_threads: int = Field(2, ge=1, le=256)
     """Threads that run compiled model calls, off the event loop."""
     max_body_bytes: int = Field(256 * 2**20, ge=1024)
@@ -48,11 +51,13 @@ class Settings(BaseSettings):
     batch_max_rows: int = Field(64, ge=1)
     """Requests of at most this many rows are merged; larger ones run alone (each fills the
     machine by itself). Stacked kernels are compiled for every bucket up to it."""
-    queue_size: int = Field(1024, ge=1)
-    """Most compute requests waiting for a compute thread; beyond it a request is refused at
-    once with 503 and Retry-After (load shedding), batching on or off."""
+    queue_size: int = Field(256, ge=1)
+    """Compute requests admitted at once (running or waiting for a compute thread); one more is
+    answered 503 with Retry-After at once, so latency cannot grow without bound (batching
+    on or off)."""
     max_answer_elements: int = Field(2**24, ge=1)
-    """Most numbers one answer may hold, e.g. n*k for evaluate, p + n*m for gradient (413 beyond)."""
+    """Most numbers one answer may hold, e.g. n*k for evaluate, p + n*m for gradient, n*k*p for
+    a Jacobian with respect to w, times r for r directions (413 beyond, before computing)."""
     request_timeout: float = Field(60.0, gt=0)
     """Seconds a request may take from its first byte: 408 if its body has not arrived by then, 504 otherwise."""
     keep_versions: int = Field(10, ge=1)
@@ -68,6 +73,14 @@ class Settings(BaseSettings):
     instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
+    poll_interval: float = Field(2.0, ge=0)
+    """Seconds between scans of the repository for versions and models written by other processes (0: never)."""
+    drain_seconds: float = Field(0.0, ge=0)
+    """On SIGTERM, seconds to keep serving while /readyz answers 503, so a load balancer stops sending first."""
+    gpu_preallocate: bool = False
+    """Let JAX reserve most of the GPU's memory at start-up (one process alone on its GPU only)."""
+    gpu_memory_fraction: float | None = Field(None, gt=0, le=1)
+    """Share of the GPU's memory this process may take (XLA_PYTHON_CLIENT_MEM_FRACTION); None: JAX's default."""
 
     def batch_slots(self) -> tuple[int, ...]:
         """Slot counts of the stacked kernels: powers of 4 below the largest batch, and it
@@ -80,16 +93,16 @@ class Settings(BaseSettings):
             size *= 4
         return (*sizes, self.batch_max_size)
 
-    @field_validator("buckets", mode="before")
+    @field_validator("buckets", "direction_buckets", mode="before")
     @classmethod
     def _parse_buckets(cls, value):
         if isinstance(value, str):
             value = [int(v) for v in value.replace(",", " ").split()]
         return tuple(sorted(set(value)))
 
-    @field_validator("buckets")
+    @field_validator("buckets", "direction_buckets")
     @classmethod
     def _positive(cls, value):
         if not value or min(value) < 1:
-            raise ValueError("buckets must be positive batch sizes, e.g. '1,8,64,512,4096'")
+            raise ValueError("buckets must be positive sizes, e.g. '1,8,64,512,4096'")
         return value

@@ -19,7 +19,7 @@ import safetensors.numpy
 
 from .errors import MalformedBody, UnsupportedMediaType
 
-__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "wants_binary"]
+__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "numbers", "wants_binary"]
 
 JSON = "application/json"
 BINARY = "application/x-safetensors"
@@ -106,6 +106,39 @@ def _nested_list(name: str, value: list) -> np.ndarray:
     if np.isnan(arr).any():
         raise MalformedBody(f"field {name!r} holds a null inside the array; arrays hold numbers only")
     return arr
+
+
+def numbers(name: str, value: object) -> np.ndarray:
+    """A float64 array from a parsed JSON value (nested lists), for the front ends whose bodies
+    mix arrays with strings and booleans. Refuses what numpy would silently read as a number:
+    booleans (1 and 0), numeric strings, nulls (NaN)."""
+    if not isinstance(value, list):
+        raise MalformedBody(f"{name} must be an array of numbers, got {type(value).__name__}")
+    _only_numbers(name, value)
+    try:
+        return np.array(value, dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise MalformedBody(f"{name} must be a rectangular array of numbers ({exc})") from None
+
+
+_NUMBER_TYPES = {int, float}
+
+
+def _only_numbers(name: str, value: list) -> None:
+    kinds = set(map(type, value))  # one pass in C per list: no check per number in Python
+    if kinds <= _NUMBER_TYPES:
+        return
+    if kinds <= _NUMBER_TYPES | {list}:
+        for item in value:
+            if isinstance(item, list):
+                _only_numbers(name, item)
+        return
+    odd = next(k for k in kinds if k not in _NUMBER_TYPES and k is not list)
+    raise MalformedBody(f"{name} holds a {_JSON_NAMES.get(odd, odd.__name__)}; arrays hold "
+                        "numbers only")
+
+
+_JSON_NAMES = {bool: "boolean", str: "string", type(None): "null", dict: "object"}
 
 
 def _decode_binary(body: bytes) -> dict:

@@ -8,8 +8,10 @@ import asyncio
 import numpy as np
 import pytest
 
+import gradserve
 import gradserve_client as gc
 from factories import random_inputs
+from live import TEST_BUCKETS, TEST_DIRECTION_BUCKETS
 
 
 @pytest.fixture(scope="module", params=["binary", "json"])
@@ -44,6 +46,57 @@ def test_every_method_is_bitwise_the_engine(client, demo_models, name):
     np.testing.assert_array_equal(remote.gradient(None, x, py)[0], local.gradient(None, x, py)[0])
 
 
+def _twin(model):
+    """The engine compiled for the live server's buckets: the same kernels, hence the same bits."""
+    sizes = lambda text: tuple(int(b) for b in text.split(","))  # noqa: E731
+    return gradserve.Model(model.spec, model.get_weights(), buckets=sizes(TEST_BUCKETS),
+                           direction_buckets=sizes(TEST_DIRECTION_BUCKETS))
+
+
+@pytest.fixture(scope="module")
+def twins(demo_models):
+    return {name: _twin(model) for name, model in demo_models.items()}
+
+
+@pytest.mark.parametrize("name", ["borehole", "classifier", "compression"])
+def test_beyond_the_four_methods_is_bitwise_the_engine(client, twins, name):
+    local = twins[name]
+    remote = client.model(name)
+    rng, x, w, dw, dx, py = _case(local, n=5, seed=1)
+    r = 6  # more than the server's direction bucket (4): two chunks
+    dws = rng.normal(size=(local.n_weights, r))
+    dxs, pys = rng.normal(size=x.shape + (r,)) * 1e-3, rng.normal(size=py.shape + (r,))
+    np.testing.assert_array_equal(remote.forward_derivative(w, dws, x, dxs),
+                                  local.forward_derivative(w, dws, x, dxs))
+    np.testing.assert_array_equal(remote.forward_derivative(None, None, x, dxs),
+                                  local.forward_derivative(None, None, x, dxs))
+    np.testing.assert_array_equal(remote.forward_derivative(w, None, x, dx),
+                                  local.forward_derivative(w, None, x, dx))
+    for got, want in zip(remote.gradient(w, x, pys), local.gradient(w, x, pys)):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(remote.hessian_vector(w, x, py, dw, dx), local.hessian_vector(w, x, py, dw, dx)):
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(remote.hessian_vector(None, x, py, dx=dx)[0],
+                                  local.hessian_vector(None, x, py, dx=dx)[0])
+    for wrt in ("x", "w"):
+        np.testing.assert_array_equal(remote.jacobian(w, x, wrt), local.jacobian(w, x, wrt))
+
+
+def test_an_answer_over_the_limit_is_refused_before_computing(client):
+    remote = client.model("borehole")  # the live server's limit: 2^17 numbers
+    x = np.tile([[0.1, 1000, 90000, 1000, 90, 760, 1400, 11000]], (100, 1))
+    assert remote.jacobian(None, x, "x").shape == (100, 1, 8)
+    with pytest.raises(gc.PayloadTooLarge, match="GRADSERVE_MAX_ANSWER_ELEMENTS") as info:
+        remote.jacobian(None, x, "w")  # 100 · 1 · 1377 float64: 1.1 MB
+    assert info.value.status == 413
+    with pytest.raises(gc.PayloadTooLarge, match="1 rows and 100 directions would hold 138500"):
+        remote.gradient(None, x[:1], np.ones((1, 1, 100)))  # pw (1377, 1, 100): 1.1 MB
+    with pytest.raises(gc.InvalidInput, match="wrt must be 'x' or 'w'"):
+        remote.jacobian(None, x[:1], "y")
+
+
 def test_weights_and_info(client, demo_models):
     remote = client.model("classifier")
     w = remote.get_weights()
@@ -71,6 +124,16 @@ def test_async_client_agrees(live_server, demo_models):
                                         remote.gradient(w, x, py), remote.get_weights())
 
     y, dy, (pw, px), weights = asyncio.run(run())
+
+    async def beyond():
+        async with gc.AsyncClient(live_server.url) as client:
+            remote = client.model("compression")
+            return await asyncio.gather(remote.jacobian(w, x, "x"),
+                                        remote.hessian_vector(w, x, py, dw, dx))
+
+    jx, (hw, hx) = asyncio.run(beyond())
+    np.testing.assert_array_equal(jx, local.jacobian(w, x, "x"))
+    np.testing.assert_array_equal(hw, local.hessian_vector(w, x, py, dw, dx)[0])
     np.testing.assert_array_equal(y, local.evaluate(x))
     np.testing.assert_array_equal(dy, local.forward_derivative(w, dw, x, dx))
     np.testing.assert_array_equal(pw, local.gradient(w, x, py)[0])

@@ -13,7 +13,7 @@ from factories import random_inputs, random_model
 
 @pytest.fixture(scope="module")
 def model():
-    return random_model(21, m=3, k=2, buckets=(1, 4, 16)).warmup()
+    return random_model(21, m=3, k=2, buckets=(1, 4, 16), direction_buckets=(2, 4)).warmup()
 
 
 def test_shapes_and_dtypes_as_documented(model):
@@ -115,17 +115,30 @@ def test_padding_never_changes_a_result(model):
 
 
 def test_no_retrace_for_any_batch_size_after_warmup(model):
-    """Every n from 1 to well past the largest bucket (chunked) runs on compiled buckets only."""
+    """Every n from 1 to well past the largest bucket (chunked), and every number of directions
+    to well past the largest direction bucket, runs on compiled buckets only."""
     traces = model.trace_count
-    assert traces == 4 * len(model.buckets)  # one trace per kernel and bucket, during warmup
+    single = ("evaluate", "jvp", "jvp_w", "vjp", "hvp", "jacobian_x", "jacobian_w")
+    stacked = ("jvp_many", "vjp_many")
+    # one trace per kernel and bucket (and direction bucket), all during warmup
+    assert traces == len(model.buckets) * (len(single) + len(stacked) * len(model.direction_buckets))
+    assert traces == len(model.compiled_shapes())
     w = model.get_weights()
     dw = np.ones_like(w)
     for n in range(1, 3 * model.buckets[-1] + 2):
         x = random_inputs(model, n, seed=n)
+        py = np.ones((n, model.n_outputs))
         model.evaluate(x)
         model.forward_derivative(w, dw, x)
         model.forward_derivative(w, dw, x, x)
-        model.gradient(None, x, np.ones((n, model.n_outputs)))
+        model.gradient(None, x, py)
+        model.hessian_vector(None, x, py, dw, x)
+        model.jacobian(None, x, "x")
+        model.jacobian(w, x, "w")
+    x = random_inputs(model, 5)
+    for r in range(1, 2 * model.direction_buckets[-1] + 2):
+        model.forward_derivative(w, np.ones((model.n_weights, r)), x, np.ones((5, model.n_inputs, r)))
+        model.gradient(w, x, np.ones((5, model.n_outputs, r)))
     assert model.trace_count == traces
 
 

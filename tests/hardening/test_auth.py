@@ -21,7 +21,8 @@ from gradserve.settings import Settings
 from hardening_kit import KEYS, bearer, secret
 
 # Open on purpose: probes must work without a key, and the API's description is not a secret.
-OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+OPEN = {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+        "/v2/health/live", "/v2/health/ready"}
 PATH_VALUES = {"name": "borehole", "version": "1"}
 
 
@@ -62,6 +63,16 @@ def _url(path: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: PATH_VALUES[m.group(1)], path)
 
 
+def _error(r: httpx.Response) -> tuple[str, str]:
+    """(type, message) of an error body: gradserve's and UM-Bridge's {"error": {"type",
+    "message"}}, or the Open Inference Protocol's {"error": "<type>: <message>"}."""
+    error = r.json()["error"]
+    if isinstance(error, str):
+        type_, _, message = error.partition(": ")
+        return type_, message
+    return error["type"], error["message"]
+
+
 def _other_scopes_key(scope: str) -> str:
     return {"read": "no-read", "compute": "no-compute", "write": "no-write"}[scope]
 
@@ -76,11 +87,11 @@ def test_scoped_route_refuses_missing_wrong_and_underscoped_keys(secured_server,
             r = http.request(method, url, headers=headers)
             assert r.status_code == 401, (method, url, headers, r.text)
             assert r.headers["www-authenticate"].startswith("Bearer")
-            assert r.json()["error"]["type"] == "Unauthorized"
+            assert _error(r)[0] == "Unauthorized"
         r = http.request(method, url, headers=bearer(_other_scopes_key(scope)))
         assert r.status_code == 403, (method, url, r.text)
-        error = r.json()["error"]
-        assert error["type"] == "Forbidden" and f"lacks the {scope!r} scope" in error["message"]
+        type_, message = _error(r)
+        assert type_ == "Forbidden" and f"lacks the {scope!r} scope" in message
         r = http.request(method, url, headers=bearer(scope))
         assert r.status_code not in (401, 403), (method, url, r.text)
 

@@ -68,6 +68,18 @@ CASES = [
     ("bad-if-match", "/models/borehole/weights", _json({"weights": [1.0]}),
      {**JSON_HEADERS, "If-Match": "yesterday"}, 422, "InvalidInput", "If-Match must be a weights version"),
     ("unknown-route", "/models/borehole/hessian", _json(GOOD), JSON_HEADERS, 404, "NotFound", "no route"),
+    ("jacobian-wrt", "/models/borehole/jacobian?wrt=q", _json({"x": GOOD["x"]}), JSON_HEADERS, 422,
+     "InvalidInput", "wrt must be 'x' or 'w', got 'q'"),
+    ("jacobian-too-large", "/models/borehole/jacobian?wrt=w", _json({"x": GOOD["x"] * 100}),
+     JSON_HEADERS, 413, "PayloadTooLarge", "would hold 137700 numbers.*GRADSERVE_MAX_ANSWER_ELEMENTS"),
+    ("hessian-no-direction", "/models/borehole/hessian_vector", _json(GOOD), JSON_HEADERS, 422,
+     "InvalidInput", "needs dw, dx or both"),
+    ("directions-axes", "/models/borehole/forward_derivative",
+     _json({"x": GOOD["x"], "dx": [[[1.0, 2.0]] * 7]}), JSON_HEADERS, 422, "InvalidInput",
+     r"dx must have shape \(1, 8, r\) with r >= 1 .*got shape \(1, 7, 2\)"),
+    ("directions-count", "/models/borehole/gradient",
+     _json({"x": GOOD["x"], "py": [[[]]]}), JSON_HEADERS, 422, "InvalidInput",
+     r"py must have shape \(1, 1, r\) with r >= 1"),
 ]
 
 

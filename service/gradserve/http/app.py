@@ -1,8 +1,10 @@
-"""The app factory: ``create_app(settings)`` builds the app; its lifespan loads the models."""
+"""The app factory: ``create_app(settings)`` builds the app; its lifespan loads the models,
+watches the repository for new versions and drains on SIGTERM."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from contextlib import asynccontextmanager
@@ -11,18 +13,23 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..dataplane import DataPlane
+from ..device import log_device
 from ..metrics import Metrics
 from ..settings import Settings
-from . import errors, routes, schemas
+from ..watcher import RepositoryWatcher
+from . import errors, routes, schemas, umbridge, v2
+from .drain import drain_on_signals
 from .limits import RequestTimeoutMiddleware
 
 log = logging.getLogger("gradserve")
 
 DESCRIPTION = """Derivatives of tabular neural models y = F(x, w), NeurEco Tabular style:
 `get_weights`, `set_weights`, `forward_derivative` (forward mode) and `gradient` (reverse mode),
-plus `evaluate`. Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
+plus `evaluate`, several directions per call, full `jacobian`s and `hessian_vector` products.
+Arrays travel as JSON nested lists or, with `Content-Type` / `Accept:
 application/x-safetensors`, as little-endian binary tensors. Errors are
-`{"error": {"type", "message"}}`."""
+`{"error": {"type", "message"}}`. The same models are served over the UM-Bridge protocol
+(`/Info`, `/Evaluate`, ...) and the Open Inference Protocol (`/v2/...`)."""
 
 
 class MetricsMiddleware:
@@ -61,16 +68,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         log.info("gradserve %s: loading %s on %s", __version__, settings.models, plane.device)
-        if plane.device.lower().startswith("tfrt_cpu") or "cpu" in plane.device.lower():
-            log.info("no GPU found: computing on the CPU")
+        log_device(plane.device_info)
         if plane.keys.open:
             log.warning("no API keys configured: every caller may read, compute and write")
         else:
             log.info("%d API key(s) configured", len(plane.keys.keys))
-        await asyncio.get_running_loop().run_in_executor(None, plane.load)
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, plane.load)
+        watching = None
+        if settings.poll_interval > 0:
+            watching = asyncio.create_task(RepositoryWatcher(plane).run(settings.poll_interval))
         try:
-            yield
+            with drain_on_signals(plane, settings.drain_seconds, loop):
+                yield
         finally:
+            if watching is not None:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
             plane.close()
 
     app = FastAPI(title="gradserve", version=__version__, description=DESCRIPTION,
@@ -78,7 +93,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dataplane = plane
     app.state.settings = settings
     errors.install(app)
+    # Three front ends, one data plane: each router only translates its protocol to DataPlane
+    # calls.
     app.include_router(routes.router)
+    app.include_router(umbridge.router)
+    app.include_router(v2.router)
     schemas.install(app)
     # The last added is the outermost: metrics see the 408/504 answers of the time limit.
     app.add_middleware(RequestTimeoutMiddleware, timeout=settings.request_timeout)

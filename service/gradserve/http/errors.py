@@ -1,13 +1,19 @@
-"""Domain errors to HTTP, in one place: ``{"error": {"type": ..., "message": ...}}``."""
+"""Domain errors to HTTP, in one place: ``{"error": {"type": ..., "message": ...}}``.
+
+Another protocol's router answers in its own error shape through ``translating_route``: the
+status of every domain error still comes from ``status_of`` here.
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import errors as e
@@ -49,14 +55,20 @@ def error_response(status: int, type_: str, message: str, headers: dict | None =
                          status, headers)
 
 
-def domain_response(exc: e.GradserveError, method: str, path: str) -> Response:
-    """The answer to a domain error: its status, its headers, the typed body."""
-    status = status_of(exc)
+def headers_of(exc: e.GradserveError) -> dict[str, str]:
+    """The headers a domain error's answer carries, whatever the protocol's body shape."""
     headers = {}
     if isinstance(exc, e.Unavailable) and exc.retry_after is not None:
         headers["Retry-After"] = str(max(1, round(exc.retry_after)))
     if isinstance(exc, e.Unauthorized):
         headers["WWW-Authenticate"] = "Bearer"
+    return headers
+
+
+def domain_response(exc: e.GradserveError, method: str, path: str) -> Response:
+    """The answer to a domain error: its status, its headers, the typed body."""
+    status = status_of(exc)
+    headers = headers_of(exc)
     extra = {}
     if isinstance(exc, e.InvalidInput) and exc.status is not None:
         extra["status"] = int(exc.status)
@@ -87,6 +99,27 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("%s %s: unexpected error", request.method, request.url.path)
     return error_response(500, "InternalError", f"an internal error occurred ({type(exc).__name__}); "
                           "it has been logged")
+
+
+def translating_route(render: Callable[[e.GradserveError], Response]) -> type[APIRoute]:
+    """A route class for a protocol router: its domain errors, raised by a handler or by a
+    dependency, are answered by ``render`` (the protocol's error shape) instead of the REST one."""
+
+    class TranslatingRoute(APIRoute):
+        def get_route_handler(self):
+            handler = super().get_route_handler()
+
+            async def translated(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except e.GradserveError as exc:
+                    if status_of(exc) >= 500:
+                        log.error("%s %s failed: %s", request.method, request.url.path, exc.message)
+                    return render(exc)
+
+            return translated
+
+    return TranslatingRoute
 
 
 def install(app: FastAPI) -> None:

@@ -11,40 +11,17 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from ..dataplane import DataPlane
-from ..errors import InvalidInput, PayloadTooLarge
+from ..errors import InvalidInput
 from ..metrics import CONTENT_TYPE_LATEST
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
+from .deps import Plane, read_body
 from .errors import json_response
 from .security import require
 
-
-async def get_dataplane(request: Request) -> DataPlane:
-    # async: FastAPI runs a plain-function dependency on a worker thread, a thread hop per request.
-    return request.app.state.dataplane
-
-
-Plane = Annotated[DataPlane, Depends(get_dataplane)]
 Handler = Callable[[DataPlane, "str | None", Request], Awaitable[Response]]
 
 router = APIRouter()
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it exceeds ``limit`` (a declared length is checked
-    before reading; a chunked body is counted as it arrives)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the body is {int(declared)} bytes; the limit is {limit} "
-                              "(GRADSERVE_MAX_BODY_BYTES)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"the body exceeds the limit of {limit} bytes "
-                                  "(GRADSERVE_MAX_BODY_BYTES)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 async def _decode(plane: DataPlane, name: str | None, request: Request, kind: str) -> dict:
@@ -119,6 +96,18 @@ async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Res
     return _answer(request, {"pw": pw, "px": px})
 
 
+async def _hessian_vector(plane: DataPlane, name: str | None, request: Request) -> Response:
+    a = await _decode(plane, name, request, "hessian_vector")
+    hw, hx = await plane.hessian_vector(name, a["w"], a["x"], a["py"], a["dw"], a["dx"])
+    return _answer(request, {"hw": hw, "hx": hx})
+
+
+async def _jacobian(plane: DataPlane, name: str | None, request: Request) -> Response:
+    a = await _decode(plane, name, request, "jacobian")
+    wrt = request.query_params.get("wrt", "x")
+    return _answer(request, {"jacobian": await plane.jacobian(name, a["w"], a["x"], wrt)})
+
+
 def version_in_path(request: Request, version: Annotated[int, Path(
         ge=1, le=2**53, description="A stored version, as listed by /versions")]) -> int:
     """Validates the ``{version}`` of a path and hands it to the handler."""
@@ -174,6 +163,14 @@ _route("POST", "/forward_derivative", _forward_derivative, "forward_derivative",
 _route("POST", "/gradient", _gradient, "gradient", "Reverse mode: (pw, px) = pyᵀ·(∂y/∂w, ∂y/∂x)",
        "compute", extra=schemas.request_body("gradient"),
        responses=schemas.answer("gradient", *_BODY_ERRORS))
+_route("POST", "/hessian_vector", _hessian_vector, "hessian_vector",
+       "Hessian-vector product of <py, y>: (hw, hx) = ∇²<py, y>·(dw, dx)", "compute",
+       extra=schemas.request_body("hessian_vector"),
+       responses=schemas.answer("hessian_vector", *_BODY_ERRORS))
+_route("POST", "/jacobian", _jacobian, "jacobian",
+       "Full Jacobian of each row: ∂y/∂x (n, k, m) or ∂y/∂w (n, k, p)", "compute",
+       extra={**schemas.request_body("jacobian"), "parameters": [schemas.WRT]},
+       responses=schemas.answer("jacobian", *_BODY_ERRORS))
 
 
 @router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata",
@@ -190,12 +187,20 @@ async def healthz() -> Response:
 
 
 @router.get("/readyz", tags=["health"], operation_id="readyz",
-            summary="Ready: every model loaded and compiled",
+            summary="Ready: every model loaded and compiled, and not draining",
             responses={503: {"description": "Not ready"}})
 async def readyz(plane: Plane) -> Response:
     if plane.ready:
         return json_response({"status": "ready", "models": plane.model_names()})
-    return json_response({"status": "not ready"}, 503)
+    return json_response({"status": "draining" if plane.draining else "not ready"}, 503)
+
+
+# It names the models, like /models: the read scope.
+@router.get("/info", tags=["health"], operation_id="info",
+            summary="Version, device, served models and the settings that shape serving",
+            dependencies=[require("read")], responses=schemas.error_responses(401, 403, 504))
+async def info(plane: Plane) -> Response:
+    return json_response(plane.info())
 
 
 # Metrics name the models and how they are used: they need the read scope (Prometheus sends a

@@ -17,6 +17,13 @@ def matrix(description: str) -> dict:
             "items": {"type": "array", "items": {"type": "number"}}}
 
 
+def tensor(description: str) -> dict:
+    """An array of 2 or 3 axes (the third: one entry per direction)."""
+    return {"type": "array", "description": description,
+            "items": {"type": "array", "items": {"oneOf": [
+                {"type": "number"}, {"type": "array", "items": {"type": "number"}}]}}}
+
+
 def column(description: str) -> dict:
     return {"description": description + " Shape (p, 1); (p,) is accepted too.",
             "oneOf": [{"type": "array", "items": {"type": "array", "items": {"type": "number"},
@@ -28,13 +35,25 @@ W_AT = column("Weights to evaluate at (the evaluation point only: the stored wei
               "change). Omitted or null: the stored weights.")
 X = matrix("Inputs in raw units, shape (n, m), n >= 1.")
 
+DW_MANY = {"description": "Weight perturbation, shape (p, 1) or (p,); (p, r) for r directions "
+           "at once. Omitted or null: weights held fixed (dw or dx is needed).",
+           "oneOf": [{"type": "array", "items": {"type": "number"}},
+                     {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}]}
+PY = matrix("Output perturbation, shape (n, k).")
+
 REQUESTS = {
     "evaluate": ({"x": X, "w": W_AT}, ["x"]),
-    "forward_derivative": ({"w": W_AT, "dw": column("Weight perturbation."), "x": X,
-                            "dx": matrix("Input perturbation, shape (n, m). Omitted or null: "
-                                         "inputs held fixed.")}, ["dw", "x"]),
-    "gradient": ({"w": W_AT, "x": X, "py": matrix("Output perturbation, shape (n, k).")},
-                 ["x", "py"]),
+    "forward_derivative": ({"w": W_AT, "dw": DW_MANY, "x": X,
+                            "dx": tensor("Input perturbation, shape (n, m); (n, m, r) for r "
+                                         "directions at once. Omitted or null: inputs held "
+                                         "fixed.")}, ["x"]),
+    "gradient": ({"w": W_AT, "x": X, "py": tensor("Output perturbation, shape (n, k); (n, k, r) "
+                                                  "for r perturbations at once.")}, ["x", "py"]),
+    "hessian_vector": ({"w": W_AT, "x": X, "py": PY,
+                        "dw": column("Weight direction. Omitted or null: zero."),
+                        "dx": matrix("Input direction, shape (n, m). Omitted or null: zero.")},
+                       ["x", "py"]),
+    "jacobian": ({"w": W_AT, "x": X}, ["x"]),
     "set_weights": ({"weights": column("The new weights.")}, ["weights"]),
 }
 
@@ -66,15 +85,27 @@ ANSWERS = {
                  "restored": {"type": "integer", "description": "The version copied."}},
                 ["status", "version", "restored"]),
     "evaluate": ({"y": matrix("Outputs, shape (n, k).")}, ["y"]),
-    "forward_derivative": ({"dy": matrix("dy = ∂y/∂w·dw + ∂y/∂x·dx, shape (n, k).")}, ["dy"]),
-    "gradient": ({"pw": matrix("pyᵀ·∂y/∂w, shape (p, 1)."),
-                  "px": matrix("pyᵀ·∂y/∂x, shape (n, m).")}, ["pw", "px"]),
+    "forward_derivative": ({"dy": tensor("dy = ∂y/∂w·dw + ∂y/∂x·dx, shape (n, k); (n, k, r) for r "
+                                         "directions.")}, ["dy"]),
+    "gradient": ({"pw": tensor("pyᵀ·∂y/∂w, shape (p, 1); (p, 1, r) for py (n, k, r)."),
+                  "px": tensor("pyᵀ·∂y/∂x, shape (n, m); (n, m, r) for py (n, k, r).")},
+                 ["pw", "px"]),
+    "hessian_vector": ({"hw": matrix("∂²<py, y>/∂w² · dw + ∂²<py, y>/∂w∂x · dx, shape (p, 1)."),
+                        "hx": matrix("∂²<py, y>/∂x∂w · dw + ∂²<py, y>/∂x² · dx, shape (n, m).")},
+                       ["hw", "hx"]),
+    "jacobian": ({"jacobian": tensor("∂y_i/∂x_i, shape (n, k, m), or ∂y_i/∂w, shape (n, k, p), "
+                                     "one block per row.")}, ["jacobian"]),
     "get_weights": ({"weights": matrix("The stored weights, shape (p, 1)."),
                      "version": {"type": "integer"}}, ["weights", "version"]),
     "set_weights": ({"status": {"type": "integer", "description": "0: stored."},
                      "version": {"type": "integer", "description": "The new version."}},
                     ["status", "version"]),
 }
+
+WRT = {"name": "wrt", "in": "query", "required": False,
+       "description": "x: ∂y_i/∂x_i (n, k, m); w: ∂y_i/∂w (n, k, p). Refused with 413 when the "
+                      "answer would exceed GRADSERVE_MAX_ANSWER_ELEMENTS.",
+       "schema": {"type": "string", "enum": ["x", "w"], "default": "x"}}
 
 _BINARY_NOTE = (f"`{BINARY}`: the same named arrays as little-endian tensors in the safetensors "
                 "layout (docs/binary-encoding.md); scalars in the header's __metadata__.")
