@@ -19,6 +19,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+from functools import partial
+from typing import Callable
 
 import jax
 import numpy as np
@@ -322,14 +324,14 @@ class DataPlane:
         """(hw (p, 1), hx (n, m)): the Hessian of <py, F(w, x)> applied to (dw, dx)."""
         model = self.model(name)
         return await self._run(model, "hessian_vector", x,
-                               lambda: lambda: model.hessian_vector(w, x, py, dw, dx),
+                               lambda: partial(model.hessian_vector, w, x, py, dw, dx),
                                per_row=model.n_inputs, fixed=model.n_weights)
 
     async def jacobian(self, name: str | None, w, x, wrt: str = "x") -> np.ndarray:
         """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row."""
         model = self.model(name)
         per_row = model.jacobian_size(1, wrt) if wrt in ("x", "w") else 0
-        return await self._run(model, "jacobian", x, lambda: lambda: model.jacobian(w, x, wrt),
+        return await self._run(model, "jacobian", x, lambda: partial(model.jacobian, w, x, wrt),
                                per_row=per_row)
 
     async def _run(self, model: Model, method: str, x, prepare: Callable, per_row: int,
