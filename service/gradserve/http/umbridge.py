@@ -108,6 +108,15 @@ class Layout:
     def output_index(self, key: str, value: object) -> int:
         return self.index(key, value, 1)
 
+    def sensitivity(self, value: object) -> np.ndarray:
+        """py (n, k) from the flat ``sens`` vector."""
+        return _vector("sens", value, self.output_sizes()[0]).reshape(self.n, self.k)
+
+    def direction(self, value: object, wrt: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(dw, dx) from the flat ``vec`` along input ``wrt``; the other one is None (held fixed)."""
+        vec = _vector("vec", value, self.input_sizes()[wrt])
+        return (None, vec.reshape(self.n, self.m)) if wrt == 0 else (vec, None)
+
 
 def _vector(what: str, value: object, size: int) -> np.ndarray:
     arr = numbers(what, value)
@@ -187,8 +196,7 @@ async def gradient(request: Request, plane: Plane) -> Response:
     layout.output_index("outWrt", doc.get("outWrt"))
     wrt = layout.input_index("inWrt", doc.get("inWrt"))
     x, w = layout.inputs(doc.get("input"))
-    py = _vector("sens", doc.get("sens"), layout.output_sizes()[0]).reshape(layout.n, layout.k)
-    pw, px = await plane.gradient(name, w, x, py)
+    pw, px = await plane.gradient(name, w, x, layout.sensitivity(doc.get("sens")))
     return json_response({"output": _output(px if wrt == 0 else pw)})
 
 
@@ -200,8 +208,7 @@ async def apply_jacobian(request: Request, plane: Plane) -> Response:
     layout.output_index("outWrt", doc.get("outWrt"))
     wrt = layout.input_index("inWrt", doc.get("inWrt"))
     x, w = layout.inputs(doc.get("input"))
-    vec = _vector("vec", doc.get("vec"), layout.input_sizes()[wrt])
-    dw, dx = (None, vec.reshape(layout.n, layout.m)) if wrt == 0 else (vec, None)
+    dw, dx = layout.direction(doc.get("vec"), wrt)
     return json_response({"output": _output(await plane.forward_derivative(name, w, dw, x, dx))})
 
 
@@ -215,8 +222,7 @@ async def apply_hessian(request: Request, plane: Plane) -> Response:
     wrt1 = layout.input_index("inWrt1", doc.get("inWrt1"))
     wrt2 = layout.input_index("inWrt2", doc.get("inWrt2"))
     x, w = layout.inputs(doc.get("input"))
-    py = _vector("sens", doc.get("sens"), layout.output_sizes()[0]).reshape(layout.n, layout.k)
-    vec = _vector("vec", doc.get("vec"), layout.input_sizes()[wrt2])
-    dw, dx = (None, vec.reshape(layout.n, layout.m)) if wrt2 == 0 else (vec, None)
+    py = layout.sensitivity(doc.get("sens"))
+    dw, dx = layout.direction(doc.get("vec"), wrt2)
     hw, hx = await plane.hessian_vector(name, w, x, py, dw, dx)
     return json_response({"output": _output(hx if wrt1 == 0 else hw)})
