@@ -19,7 +19,7 @@ import safetensors.numpy
 
 from .errors import MalformedBody, UnsupportedMediaType
 
-__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "numbers", "wants_binary"]
+__all__ = ["JSON", "BINARY", "decode_body", "encode_answer", "json_object", "numbers", "wants_binary"]
 
 JSON = "application/json"
 BINARY = "application/x-safetensors"
@@ -64,7 +64,8 @@ def decode_body(body: bytes, content_type: str | None, fields: dict[str, bool]) 
     return {name: values.get(name) for name in fields}
 
 
-def _decode_json(body: bytes) -> dict:
+def json_object(body: bytes) -> dict:
+    """The JSON object a request body holds, or MalformedBody saying what is wrong with it."""
     if not body:
         raise MalformedBody("the request body is empty; expected a JSON object")
     try:
@@ -74,6 +75,11 @@ def _decode_json(body: bytes) -> dict:
                             "JSON: send finite numbers") from None
     if not isinstance(doc, dict):
         raise MalformedBody(f"the body must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _decode_json(body: bytes) -> dict:
+    doc = json_object(body)
     out = {}
     for name, value in doc.items():
         if value is None:

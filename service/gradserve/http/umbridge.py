@@ -18,13 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import orjson
 from fastapi import APIRouter, Request, Response
 
 from .. import errors as e
 from ..dataplane import DataPlane
 from ..engine import Model
-from ..wire import numbers
+from ..wire import json_object, numbers
 from . import protocol_schemas as schema
 from .deps import Plane, read_body
 from .errors import error_response, headers_of, json_response, status_of, translating_route
@@ -129,13 +128,7 @@ def _vector(what: str, value: object, size: int) -> np.ndarray:
 async def _read(plane: DataPlane, request: Request) -> tuple[dict, str, Layout]:
     """(the request's JSON object, the model name, its layout), the model looked up first: an
     unknown model is ModelNotFound whatever else the request holds."""
-    body = await read_body(request, plane.settings.max_body_bytes)
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise e.MalformedBody(f"the body is not valid JSON ({exc})") from None
-    if not isinstance(doc, dict):
-        raise e.MalformedBody(f"the body must be a JSON object, got {type(doc).__name__}")
+    doc = json_object(await read_body(request, plane.settings.max_body_bytes))
     name = doc.get("name")
     if not isinstance(name, str):
         raise e.InvalidInput("name must be the model's name (a string); see /Info")
