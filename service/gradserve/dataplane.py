@@ -59,6 +59,7 @@ class DataPlane:
             max_size=settings.batch_max_size if settings.batching else 1,
             max_wait=settings.batch_max_wait_ms / 1000, queue_size=settings.queue_size,
             metrics=self.metrics)
+        self._inline_seconds = settings.inline_max_ms / 1000
         self._loaded = threading.Event()
         self._draining = threading.Event()
         self._load_error: BaseException | None = None
@@ -178,7 +179,8 @@ class DataPlane:
             "models": [{"name": m.name, "version": m.version} for _, m in sorted(self._models.items())],
             "settings": {
                 "default_model": s.default_model, "buckets": list(s.buckets),
-                "direction_buckets": list(s.direction_buckets), "compute_threads": s.compute_threads, "max_body_bytes": s.max_body_bytes,
+                "direction_buckets": list(s.direction_buckets), "compute_threads": s.compute_threads,
+                "inline_max_ms": s.inline_max_ms, "max_body_bytes": s.max_body_bytes,
                 "max_rows": s.max_rows, "poll_interval": s.poll_interval,
                 "drain_seconds": s.drain_seconds, "compilation_cache": s.compilation_cache is not None,
                 "gpu_preallocate": s.gpu_preallocate, "gpu_memory_fraction": s.gpu_memory_fraction,
@@ -296,50 +298,58 @@ class DataPlane:
 
     # --- compute --------------------------------------------------------------------------------
 
-    async def evaluate(self, name: str | None, x, w=None) -> np.ndarray:
+    # ``caller`` (every compute method): who sends the request, e.g. a connection; it lets a
+    # lone caller's quick request skip the compute threads (see ``gradserve.batching``).
+
+    async def evaluate(self, name: str | None, x, w=None, *, caller=None) -> np.ndarray:
         """y (n, k); see ``Model.evaluate``."""
         model = self.model(name)
         return await self._run(model, "evaluate", x, lambda: model.prepare("evaluate", x, w=w),
-                               per_row=model.n_outputs)
+                               per_row=model.n_outputs, caller=caller)
 
-    async def forward_derivative(self, name: str | None, w, dw, x, dx=None) -> np.ndarray:
+    async def forward_derivative(self, name: str | None, w, dw, x, dx=None, *,
+                                 caller=None) -> np.ndarray:
         """dy (n, k), or (n, k, r) for r directions at once (dw (p, r) and/or dx (n, m, r))."""
         model = self.model(name)
         r = stacked_count(shape_of(dw), 1, shape_of(dx), 2) or 1
         return await self._run(model, "forward_derivative", x,
                                lambda: model.prepare("forward_derivative", x, w=w, dw=dw, dx=dx),
-                               per_row=model.n_outputs * r, directions=r)
+                               per_row=model.n_outputs * r, directions=r, caller=caller)
 
-    async def gradient(self, name: str | None, w, x, py) -> tuple[np.ndarray, np.ndarray]:
+    async def gradient(self, name: str | None, w, x, py, *,
+                       caller=None) -> tuple[np.ndarray, np.ndarray]:
         """(pw (p, 1), px (n, m)), or (p, 1, r) and (n, m, r) for py (n, k, r)."""
         model = self.model(name)
         shape = shape_of(py)
         r = shape[-1] if shape is not None and len(shape) == 3 else 1
         return await self._run(model, "gradient", x,
                                lambda: model.prepare("gradient", x, w=w, py=py),
-                               per_row=model.n_inputs * r, fixed=model.n_weights * r, directions=r)
+                               per_row=model.n_inputs * r, fixed=model.n_weights * r,
+                               directions=r, caller=caller)
 
-    async def hessian_vector(self, name: str | None, w, x, py, dw=None,
-                             dx=None) -> tuple[np.ndarray, np.ndarray]:
+    async def hessian_vector(self, name: str | None, w, x, py, dw=None, dx=None, *,
+                             caller=None) -> tuple[np.ndarray, np.ndarray]:
         """(hw (p, 1), hx (n, m)): the Hessian of <py, F(w, x)> applied to (dw, dx)."""
         model = self.model(name)
         return await self._run(model, "hessian_vector", x,
                                lambda: partial(model.hessian_vector, w, x, py, dw, dx),
-                               per_row=model.n_inputs, fixed=model.n_weights)
+                               per_row=model.n_inputs, fixed=model.n_weights, caller=caller)
 
-    async def jacobian(self, name: str | None, w, x, wrt: str = "x") -> np.ndarray:
+    async def jacobian(self, name: str | None, w, x, wrt: str = "x", *,
+                       caller=None) -> np.ndarray:
         """∂y_i/∂x_i (n, k, m) or ∂y_i/∂w (n, k, p) per row."""
         model = self.model(name)
         per_row = model.jacobian_size(1, wrt) if wrt in ("x", "w") else 0
         return await self._run(model, "jacobian", x, lambda: partial(model.jacobian, w, x, wrt),
-                               per_row=per_row)
+                               per_row=per_row, caller=caller)
 
     async def _run(self, model: Model, method: str, x, prepare: Callable, per_row: int,
-                   fixed: int = 0, directions: int = 1):
+                   fixed: int = 0, directions: int = 1, caller=None):
         """Check the limits (rows, and the answer's size: ``fixed + rows * per_row`` numbers,
         refused before any work since the shapes alone give it), then the arguments
         (``prepare``: a validated ``Call`` for the batched methods, else a function run on a
-        compute thread), then queue the request for the batcher, which sheds load."""
+        compute thread), then hand the request to the batcher, which sheds load (and runs a
+        lone caller's quick call at once)."""
         rows = _rows(x)
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "
@@ -351,9 +361,11 @@ class DataPlane:
         work = prepare()
         batched = method in _BATCHED
         start = time.perf_counter()
+        quick = batched and model.estimated_seconds(work) <= self._inline_seconds
         result = await self.batcher.submit(
             (model, method), work, runner=model.run_many if batched else _each,
-            labels=(model.name, method), mergeable=_mergeable(model) if batched else _never)
+            labels=(model.name, method), mergeable=_mergeable(model) if batched else _never,
+            caller=caller, quick=quick)
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
         _check_finite_result(method, result)
         return result

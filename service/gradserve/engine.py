@@ -14,8 +14,10 @@ a fixed set of (rows, slots) shapes; those kernels are in ``gradserve.stacking``
 from __future__ import annotations
 
 import enum
+import math
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
@@ -23,7 +25,7 @@ import jax
 import numpy as np
 
 from . import derivatives, padding, stacking
-from .stacking import Call
+from .stacking import STACKABLE, Call
 from .arrays import (as_matrix, as_stack, as_vector, check_finite, check_rows,
                      check_same_count, shape_of, stacked_count)
 from .errors import InvalidInput
@@ -113,6 +115,7 @@ class Model:
             **stacking.kernels(base, vectorize)}
         self._jitted = {k: jax.jit(self._counted(f)) for k, f in kernels.items()}
         self._compiled: dict[tuple[str, int, int | None], Callable] = {}
+        self._seconds: dict[tuple[str, int], float] = {}  # see ``estimated_seconds``
         self._lock = threading.Lock()
 
     # --- sizes -----------------------------------------------------------------------------
@@ -329,7 +332,31 @@ class Model:
         todo = [shape for shape in self.compiled_shapes() if shape not in self._compiled]
         with ThreadPoolExecutor(threads or os.cpu_count() or 1) as pool:
             list(pool.map(lambda shape: self._executable(*shape), todo))
+        self._time_kernels()
         return self
+
+    def estimated_seconds(self, call: Call) -> float:
+        """How long ``run(call)`` takes, from the kernels timed at warm-up; infinite for a call
+        whose kernel was not timed (several directions) or before warm-up."""
+        seconds = self._seconds.get((call.kernel, self.bucket_for(call.rows)))
+        if seconds is None:
+            return math.inf
+        return seconds * -(-call.rows // self.buckets[-1])  # chunks of the largest bucket
+
+    def _time_kernels(self) -> None:
+        """Time one call of each single-request kernel per row bucket (the fastest of three, on
+        zeros, numpy in and out), so a service can tell which calls cost less than handing
+        them to another thread."""
+        for kernel in sorted(STACKABLE):
+            for bucket in self.buckets:
+                fn = self._executable(kernel, bucket)
+                args = [np.zeros(s.shape, s.dtype) for s in self._arg_shapes(kernel, bucket)]
+                best = math.inf
+                for _ in range(3):
+                    start = time.perf_counter()
+                    padding.outputs(fn(*args))
+                    best = min(best, time.perf_counter() - start)
+                self._seconds[(kernel, bucket)] = best
 
     def compiled_shapes(self) -> list[tuple[str, int, int | None]]:
         """(kernel, row bucket, direction bucket or slot count or None) of every executable

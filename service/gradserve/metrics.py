@@ -39,6 +39,9 @@ class Metrics:
         self.queue_seconds = Histogram(
             "gradserve_queue_seconds", "Time a compute request waited for its batch to start",
             ["model", "method"], buckets=_QUEUE_BUCKETS, registry=self.registry)
+        self.inline = Counter(
+            "gradserve_inline_requests", "Quick compute requests of a lone caller run at once on "
+            "the event loop thread, without a batch", ["model", "method"], registry=self.registry)
         self.queue_depth = Gauge(
             "gradserve_queue_depth", "Compute requests waiting for a compute thread",
             registry=self.registry)

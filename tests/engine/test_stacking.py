@@ -95,3 +95,22 @@ def test_without_slots_every_call_runs_alone():
     calls = mixed_calls(plain, "gradient", "distinct", (1, 1, 2))
     for call, result in zip(calls, plain.run_many(calls), strict=True):
         assert_same(result, plain.run(call), exact=True)
+
+
+def test_estimated_seconds_come_from_the_kernels_timed_at_warm_up(model):
+    x1, x4 = random_inputs(model, 1), random_inputs(model, 4)
+    py = np.zeros((4, model.n_outputs))
+    one = model.estimated_seconds(model.prepare("evaluate", x1))
+    assert 0 < one < 1
+    gradient = model.estimated_seconds(model.prepare("gradient", x4, py=py))
+    assert 0 < gradient < 1
+    # More rows than the largest bucket (4): chunks of it, each timed as one.
+    x9 = random_inputs(model, 9)
+    assert (model.estimated_seconds(model.prepare("evaluate", x9))
+            == 3 * model.estimated_seconds(model.prepare("evaluate", x4)))
+    # Several directions at once: not timed, so never taken for quick.
+    many = model.prepare("gradient", x4, py=np.zeros((4, model.n_outputs, 2)))
+    assert model.estimated_seconds(many) == float("inf")
+    # Before warm-up nothing is known.
+    cold = stacked_model(32)
+    assert cold.estimated_seconds(cold.prepare("evaluate", random_inputs(cold, 1))) == float("inf")

@@ -237,3 +237,97 @@ def batches_of(plane, model: str) -> tuple[float, float]:
     get = plane.metrics.registry.get_sample_value
     labels = {"model": model, "method": "evaluate"}
     return get("gradserve_batch_size_count", labels), get("gradserve_batch_size_sum", labels)
+
+
+# --- a lone caller's quick request runs at once, on the calling thread ---------------------------
+
+def _thread_of_runner(calls):
+    return [threading.get_ident()] * len(calls)
+
+
+def test_a_lone_callers_quick_request_runs_on_the_calling_thread(plane):
+    batcher = plane.batcher
+
+    async def run():
+        loop_thread = threading.get_ident()
+        submit = lambda caller, quick: batcher.submit(  # noqa: E731
+            "probe", None, runner=_thread_of_runner, caller=caller, quick=quick)
+        await asyncio.sleep(batcher.lone_gap * 2)  # whoever called before is long gone
+        alone = [await submit("a", True) for _ in range(3)]
+        slow = await submit("a", False)  # not quick: a compute thread, even alone
+        company = [await submit("b", True), await submit("a", True)]  # two callers: queued
+        unknown = await submit(None, True)  # a caller we cannot tell apart: never lone
+        await asyncio.sleep(batcher.lone_gap * 2)
+        alone_again = await submit("a", True)
+        return loop_thread, alone, slow, company, unknown, alone_again
+
+    loop_thread, alone, slow, company, unknown, alone_again = asyncio.run(run())
+    assert alone == [loop_thread] * 3
+    assert slow != loop_thread
+    assert loop_thread not in company
+    assert unknown != loop_thread
+    assert alone_again == loop_thread
+
+
+def test_a_quick_request_queues_behind_admitted_ones(plane):
+    async def run():
+        await asyncio.sleep(plane.batcher.lone_gap * 2)
+        async with Gate(plane):  # one request admitted: the next one waits its turn
+            task = asyncio.ensure_future(plane.batcher.submit(
+                "probe", None, runner=_thread_of_runner, caller="a", quick=True))
+            await asyncio.sleep(0)
+            assert not task.done()
+        return threading.get_ident(), await task
+
+    loop_thread, ran_on = asyncio.run(run())
+    assert ran_on != loop_thread
+
+
+def test_inline_requests_over_http_get_the_unbatched_results(app, plane, reference):
+    """One client (one connection) calling in turn: every quick request runs inline, and its
+    answer is bitwise the engine's."""
+    model = plane.model("net")
+    x = random_inputs(model, 3, seed=5)
+    py = np.random.default_rng(5).normal(size=(3, model.n_outputs))
+    get = plane.metrics.registry.get_sample_value
+    labels = {"model": "net", "method": "gradient"}
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await asyncio.sleep(plane.batcher.lone_gap * 2)
+            return [await client.post("/models/net/gradient", json={"x": x.tolist(), "py": py.tolist()})
+                    for _ in range(4)]
+
+    inline_before = get("gradserve_inline_requests_total", labels) or 0
+    batches_before = batches(plane, "gradient")
+    answers = asyncio.run(run())
+    pw, px = reference.gradient(None, x, py)
+    for answer in answers:
+        assert answer.status_code == 200
+        np.testing.assert_array_equal(np.array(answer.json()["pw"]), pw)
+        np.testing.assert_array_equal(np.array(answer.json()["px"]), px)
+    assert get("gradserve_inline_requests_total", labels) == inline_before + 4
+    assert batches(plane, "gradient") == batches_before
+
+
+def test_inline_max_ms_zero_keeps_every_call_on_the_compute_threads(tmp_path):
+    repo = gradserve.ModelRepository(tmp_path / "models")
+    base = random_model(43, m=2, k=1)
+    repo.write("tiny", base.spec, base.get_weights())
+    plane_off = create_app(Settings(models=repo.root, buckets=(1,), direction_buckets=(2,),
+                                    inline_max_ms=0)).state.dataplane
+    plane_off.load()
+    try:
+        x = random_inputs(plane_off.model("tiny"), 1)
+
+        async def run():
+            for _ in range(3):
+                await plane_off.evaluate("tiny", x, caller="a")
+
+        asyncio.run(run())
+        assert batches_of(plane_off, "tiny") == (3.0, 3.0)
+        assert not plane_off.metrics.registry.get_sample_value(
+            "gradserve_inline_requests_total", {"model": "tiny", "method": "evaluate"})
+    finally:
+        plane_off.close()

@@ -178,7 +178,8 @@ async def output_sizes(request: Request, plane: Plane) -> Response:
 async def evaluate(request: Request, plane: Plane) -> Response:
     doc, name, layout = await _read(plane, request)
     x, w = layout.inputs(doc.get("input"))
-    return json_response({"output": [_output(await plane.evaluate(name, x, w))]})
+    y = await plane.evaluate(name, x, w, caller=request.client)
+    return json_response({"output": [_output(y)]})
 
 
 @router.post("/Gradient", dependencies=COMPUTE, operation_id="umbridge_gradient",
@@ -189,7 +190,8 @@ async def gradient(request: Request, plane: Plane) -> Response:
     layout.output_index("outWrt", doc.get("outWrt"))
     wrt = layout.input_index("inWrt", doc.get("inWrt"))
     x, w = layout.inputs(doc.get("input"))
-    pw, px = await plane.gradient(name, w, x, layout.sensitivity(doc.get("sens")))
+    pw, px = await plane.gradient(name, w, x, layout.sensitivity(doc.get("sens")),
+                                    caller=request.client)
     return json_response({"output": _output(px if wrt == 0 else pw)})
 
 
@@ -202,7 +204,8 @@ async def apply_jacobian(request: Request, plane: Plane) -> Response:
     wrt = layout.input_index("inWrt", doc.get("inWrt"))
     x, w = layout.inputs(doc.get("input"))
     dw, dx = layout.direction(doc.get("vec"), wrt)
-    return json_response({"output": _output(await plane.forward_derivative(name, w, dw, x, dx))})
+    return json_response({"output": _output(await plane.forward_derivative(
+        name, w, dw, x, dx, caller=request.client))})
 
 
 @router.post("/ApplyHessian", dependencies=COMPUTE, operation_id="umbridge_apply_hessian",
@@ -217,5 +220,5 @@ async def apply_hessian(request: Request, plane: Plane) -> Response:
     x, w = layout.inputs(doc.get("input"))
     py = layout.sensitivity(doc.get("sens"))
     dw, dx = layout.direction(doc.get("vec"), wrt2)
-    hw, hx = await plane.hessian_vector(name, w, x, py, dw, dx)
+    hw, hx = await plane.hessian_vector(name, w, x, py, dw, dx, caller=request.client)
     return json_response({"output": _output(hx if wrt1 == 0 else hw)})

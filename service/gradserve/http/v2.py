@@ -175,7 +175,7 @@ async def _infer(plane: DataPlane, name: str, version: str | None, request: Requ
         raise e.MalformedBody(f"the inference request is not valid JSON ({exc})") from None
     arrays = _inputs(doc, memoryview(body)[split:])
     binary = _binary_output(doc)
-    y = await plane.evaluate(name, arrays["x"], arrays.get("w"))
+    y = await plane.evaluate(name, arrays["x"], arrays.get("w"), caller=request.client)
     output = {"name": "y", "datatype": _NAMES[y.dtype], "shape": list(y.shape)}
     answer = {"model_name": model.name, "model_version": str(model.version), "outputs": [output]}
     if "id" in doc:
