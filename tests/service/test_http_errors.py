@@ -142,9 +142,13 @@ def test_short_body_for_its_declared_length_is_not_a_500(live_server):
     assert httpx.get(f"{live_server.url}/healthz").status_code == 200
 
 
-def test_method_not_allowed_uses_the_error_shape(live_server):
-    r = httpx.delete(f"{live_server.url}/models/borehole/weights")
+@pytest.mark.parametrize("method, path", [("DELETE", "/models/borehole/weights"),
+                                          ("GET", "/models/borehole/gradient"),
+                                          ("PUT", "/evaluate")])
+def test_method_not_allowed_uses_the_error_shape(live_server, method, path):
+    r = httpx.request(method, f"{live_server.url}{path}")
     assert r.status_code == 405 and r.json()["error"]["type"] == "MethodNotAllowed"
+    assert "POST" in r.headers["allow"] or "GET" in r.headers["allow"]
 
 
 def test_health_ready_metrics(live_server):

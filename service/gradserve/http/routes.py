@@ -5,6 +5,7 @@ Each model route exists twice: under ``/models/{name}`` and, for the default mod
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -15,6 +16,7 @@ from ..errors import InvalidInput
 from ..metrics import CONTENT_TYPE_LATEST
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
+from .compute import Compute, ComputeRoute
 from .deps import Plane, read_body
 from .errors import json_response
 from .security import require
@@ -79,33 +81,33 @@ async def _restore(plane: DataPlane, name: str | None, request: Request) -> Resp
                          headers={"ETag": f'"{version}"'})
 
 
-async def _evaluate(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, name, request, "evaluate")
-    return _answer(request, {"y": await plane.evaluate(name, a["x"], a["w"])})
+# --- compute handlers, served by ComputeRoute: (plane, name, body fields, query, caller) -> arrays
+
+async def _evaluate(plane: DataPlane, name: str | None, a: dict, query: dict, caller) -> dict:
+    return {"y": await plane.evaluate(name, a["x"], a["w"], caller=caller)}
 
 
-async def _forward_derivative(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, name, request, "forward_derivative")
-    dy = await plane.forward_derivative(name, a["w"], a["dw"], a["x"], a["dx"])
-    return _answer(request, {"dy": dy})
+async def _forward_derivative(plane: DataPlane, name: str | None, a: dict, query: dict,
+                              caller) -> dict:
+    return {"dy": await plane.forward_derivative(name, a["w"], a["dw"], a["x"], a["dx"],
+                                                 caller=caller)}
 
 
-async def _gradient(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, name, request, "gradient")
-    pw, px = await plane.gradient(name, a["w"], a["x"], a["py"])
-    return _answer(request, {"pw": pw, "px": px})
+async def _gradient(plane: DataPlane, name: str | None, a: dict, query: dict, caller) -> dict:
+    pw, px = await plane.gradient(name, a["w"], a["x"], a["py"], caller=caller)
+    return {"pw": pw, "px": px}
 
 
-async def _hessian_vector(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, name, request, "hessian_vector")
-    hw, hx = await plane.hessian_vector(name, a["w"], a["x"], a["py"], a["dw"], a["dx"])
-    return _answer(request, {"hw": hw, "hx": hx})
+async def _hessian_vector(plane: DataPlane, name: str | None, a: dict, query: dict,
+                          caller) -> dict:
+    hw, hx = await plane.hessian_vector(name, a["w"], a["x"], a["py"], a["dw"], a["dx"],
+                                        caller=caller)
+    return {"hw": hw, "hx": hx}
 
 
-async def _jacobian(plane: DataPlane, name: str | None, request: Request) -> Response:
-    a = await _decode(plane, name, request, "jacobian")
-    wrt = request.query_params.get("wrt", "x")
-    return _answer(request, {"jacobian": await plane.jacobian(name, a["w"], a["x"], wrt)})
+async def _jacobian(plane: DataPlane, name: str | None, a: dict, query: dict, caller) -> dict:
+    wrt = query.get("wrt", "x")
+    return {"jacobian": await plane.jacobian(name, a["w"], a["x"], wrt, caller=caller)}
 
 
 def version_in_path(request: Request, version: Annotated[int, Path(
@@ -115,12 +117,13 @@ def version_in_path(request: Request, version: Annotated[int, Path(
     return version
 
 
-def _route(method: str, suffix: str, handler: Handler, operation: str, summary: str, scope: str,
-           extra: dict | None = None, responses: dict | None = None,
-           params: tuple = ()) -> None:
+def _route(method: str, suffix: str, handler: Handler | None, operation: str, summary: str,
+           scope: str, extra: dict | None = None, responses: dict | None = None,
+           params: tuple = (), compute: Compute | None = None) -> None:
     """Register ``handler`` at ``/models/{name}<suffix>`` and, for the default model, at
     ``<suffix>`` (``/model`` for the metadata), open only to keys with ``scope``. ``params``:
-    dependencies that validate further path parameters."""
+    dependencies that validate further path parameters. ``compute`` instead of a handler: a
+    compute route, served by ``ComputeRoute`` (its endpoints only declare the parameters)."""
 
     async def named(name: str, request: Request, plane: Plane) -> Response:
         return await handler(plane, name, request)
@@ -131,6 +134,9 @@ def _route(method: str, suffix: str, handler: Handler, operation: str, summary: 
     common = dict(methods=[method], summary=summary, openapi_extra=extra,
                   responses={**(responses or {}), **schemas.error_responses(401, 403, 504)},
                   response_class=Response, dependencies=[require(scope), *params])
+    if compute is not None:
+        named, default = _declared_named, _declared_default
+        common["route_class_override"] = partial(ComputeRoute, kind=suffix[1:], compute=compute)
     router.add_api_route(f"/models/{{name}}{suffix}", named, operation_id=operation,
                          tags=["models"], **common)
     router.add_api_route(suffix or "/model", default, operation_id=f"{operation}_default",
@@ -138,7 +144,34 @@ def _route(method: str, suffix: str, handler: Handler, operation: str, summary: 
                          **common)
 
 
+async def _declared_named(name: str) -> Response:
+    raise AssertionError("ComputeRoute.handle serves this route")  # never called
+
+
+async def _declared_default() -> Response:
+    raise AssertionError("ComputeRoute.handle serves this route")  # never called
+
+
 _BODY_ERRORS = (400, 404, 408, 413, 415, 422, 503)
+# The compute routes first: the route table is matched in order, and they are the hot ones.
+_route("POST", "/evaluate", None, "evaluate", "y = F(x, w)", "compute",
+       extra=schemas.request_body("evaluate"), responses=schemas.answer("evaluate", *_BODY_ERRORS),
+       compute=_evaluate)
+_route("POST", "/forward_derivative", None, "forward_derivative",
+       "Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx", "compute",
+       extra=schemas.request_body("forward_derivative"),
+       responses=schemas.answer("forward_derivative", *_BODY_ERRORS), compute=_forward_derivative)
+_route("POST", "/gradient", None, "gradient", "Reverse mode: (pw, px) = pyᵀ·(∂y/∂w, ∂y/∂x)",
+       "compute", extra=schemas.request_body("gradient"),
+       responses=schemas.answer("gradient", *_BODY_ERRORS), compute=_gradient)
+_route("POST", "/hessian_vector", None, "hessian_vector",
+       "Hessian-vector product of <py, y>: (hw, hx) = ∇²<py, y>·(dw, dx)", "compute",
+       extra=schemas.request_body("hessian_vector"),
+       responses=schemas.answer("hessian_vector", *_BODY_ERRORS), compute=_hessian_vector)
+_route("POST", "/jacobian", None, "jacobian",
+       "Full Jacobian of each row: ∂y/∂x (n, k, m) or ∂y/∂w (n, k, p)", "compute",
+       extra={**schemas.request_body("jacobian"), "parameters": [schemas.WRT]},
+       responses=schemas.answer("jacobian", *_BODY_ERRORS), compute=_jacobian)
 _route("GET", "", _describe, "describe_model", "A model's metadata", "read",
        responses=schemas.answer("describe", 404, 503, binary=False))
 _route("GET", "/weights", _get_weights, "get_weights", "The stored weights (p, 1) and their version",
@@ -154,23 +187,6 @@ _route("POST", "/versions/{version}/restore", _restore, "restore_version",
        "Serve a stored version again, stored as a new version (If-Match honoured)", "write",
        responses=schemas.answer("restore", 404, 412, 422, 503, binary=False),
        params=(Depends(version_in_path),))
-_route("POST", "/evaluate", _evaluate, "evaluate", "y = F(x, w)", "compute",
-       extra=schemas.request_body("evaluate"), responses=schemas.answer("evaluate", *_BODY_ERRORS))
-_route("POST", "/forward_derivative", _forward_derivative, "forward_derivative",
-       "Forward mode: dy = ∂y/∂w·dw + ∂y/∂x·dx", "compute",
-       extra=schemas.request_body("forward_derivative"),
-       responses=schemas.answer("forward_derivative", *_BODY_ERRORS))
-_route("POST", "/gradient", _gradient, "gradient", "Reverse mode: (pw, px) = pyᵀ·(∂y/∂w, ∂y/∂x)",
-       "compute", extra=schemas.request_body("gradient"),
-       responses=schemas.answer("gradient", *_BODY_ERRORS))
-_route("POST", "/hessian_vector", _hessian_vector, "hessian_vector",
-       "Hessian-vector product of <py, y>: (hw, hx) = ∇²<py, y>·(dw, dx)", "compute",
-       extra=schemas.request_body("hessian_vector"),
-       responses=schemas.answer("hessian_vector", *_BODY_ERRORS))
-_route("POST", "/jacobian", _jacobian, "jacobian",
-       "Full Jacobian of each row: ∂y/∂x (n, k, m) or ∂y/∂w (n, k, p)", "compute",
-       extra={**schemas.request_body("jacobian"), "parameters": [schemas.WRT]},
-       responses=schemas.answer("jacobian", *_BODY_ERRORS))
 
 
 @router.get("/models", tags=["models"], operation_id="list_models", summary="Every model's metadata",

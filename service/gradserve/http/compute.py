@@ -1,0 +1,95 @@
+"""The compute routes, served as plain ASGI.
+
+``POST .../evaluate``, ``/forward_derivative``, ``/gradient``, ``/jacobian`` and
+``/hessian_vector`` are what an optimisation loop calls thousands of times, so each request's
+overhead is the product. They are declared like every other route (path, API-key scope, OpenAPI
+description: FastAPI reads all of it from the declaration), but a ``ComputeRoute`` serves its
+requests itself: it takes the headers and the body straight from ASGI, checks the key, decodes,
+calls the data plane and sends the answer in two ASGI messages. What it skips is FastAPI's
+dependency solving and its Request and Response objects: about 200 µs of CPU per request on a
+2-core machine (BENCHMARKS.md), more than the compiled call of a small batch.
+
+Behaviour is that of the other routes: the same checks in the same order (key, model, body size,
+body, arguments), domain errors answered by ``errors.domain_response``, any other exception left
+to the app's last-resort handler, a method the route lacks answered 405 by FastAPI.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from fastapi.routing import APIRoute
+from starlette.types import Receive, Scope, Send
+
+from ..dataplane import DataPlane
+from ..errors import GradserveError
+from ..wire import decode_body, encode_answer, wants_binary
+from . import schemas
+from .deps import receive_body
+from .errors import domain_response
+from .security import scope_of
+
+__all__ = ["ComputeRoute", "Compute"]
+
+# (data plane, model name or None, decoded body fields, query parameters, caller) -> answer arrays
+Compute = Callable[[DataPlane, "str | None", dict, dict, object], Awaitable[dict]]
+
+
+class ComputeRoute(APIRoute):
+    """An ``APIRoute`` whose requests ``compute`` answers (``kind``: its body, as in
+    ``schemas.REQUESTS``). FastAPI reads the endpoint's signature and the route's dependencies
+    for the OpenAPI document and the route table only; ``handle`` serves every request."""
+
+    def __init__(self, path: str, endpoint: Callable, *, kind: str, compute: Compute, **kwargs):
+        super().__init__(path, endpoint, **kwargs)
+        fields, required = schemas.REQUESTS[kind]
+        self.fields = {name: name in required for name in fields}
+        self.compute = compute
+        self.scope = scope_of(self)  # the key scope its declared dependency requires
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] not in self.methods:
+            await super().handle(scope, receive, send)  # FastAPI's 405, as for every route
+            return
+        plane: DataPlane = scope["app"].state.dataplane
+        headers = _headers(scope)
+        try:
+            if self.scope is not None:
+                plane.keys.authorize(_bearer(headers.get(b"authorization")), self.scope)
+            name = scope["path_params"].get("name")
+            plane.model(name)  # an unknown model is a 404 whatever the body holds
+            body = await receive_body(receive, _text(headers.get(b"content-length")),
+                                      plane.settings.max_body_bytes)
+            if body is None:
+                return  # the client left: nobody to answer
+            args = decode_body(body, _text(headers.get(b"content-type")), self.fields)
+            query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            values = await self.compute(plane, name, args, query, scope.get("client"))
+            answer, media = encode_answer(values, wants_binary(_text(headers.get(b"accept"))))
+        except GradserveError as exc:
+            await domain_response(exc, scope["method"], scope["path"])(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", media.encode()), (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    # Names arrive lower-cased; a repeated header keeps its first value, as Starlette's get().
+    headers: dict[bytes, bytes] = {}
+    for key, value in scope["headers"]:
+        headers.setdefault(key, value)
+    return headers
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _bearer(value: bytes | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, None otherwise (as the declared
+    ``HTTPBearer`` scheme reads it)."""
+    scheme, _, key = _text(value or b"").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
