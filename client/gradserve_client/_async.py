@@ -20,8 +20,8 @@ async def _send(http: httpx.AsyncClient, config: ClientConfig, call: Call) -> An
     attempt = 0
     while True:
         try:
-            response = await http.request(call.method, call.path, content=call.content,
-                                          headers=call.headers)
+            response = await http.request(call.method, config.url(call.path),
+                                          content=call.content, headers=call.headers)
         except httpx.TransportError as exc:
             error = transport_error(config, call, exc)
         else:

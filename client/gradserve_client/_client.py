@@ -20,7 +20,7 @@ def _send(http: httpx.Client, config: ClientConfig, call: Call) -> Any:
     attempt = 0
     while True:
         try:
-            response = http.request(call.method, call.path, content=call.content,
+            response = http.request(call.method, config.url(call.path), content=call.content,
                                     headers=call.headers)
         except httpx.TransportError as exc:
             error = transport_error(config, call, exc)
