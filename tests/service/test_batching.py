@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import jax
@@ -19,7 +20,9 @@ import pytest
 
 import gradserve
 from gradserve import InvalidInput, Unavailable
+from gradserve.batching import Batcher
 from gradserve.http import create_app
+from gradserve.metrics import Metrics
 from gradserve.settings import Settings
 from factories import random_inputs, random_model
 
@@ -31,8 +34,10 @@ def app(tmp_path_factory):
     repo = gradserve.ModelRepository(tmp_path_factory.mktemp("batching") / "models")
     base = random_model(41, m=3, k=2)
     repo.write("net", base.spec, base.get_weights())
+    # A generous inline budget: a stalled warm-up timing must not make a small call look slow.
     settings = Settings(models=repo.root, buckets=(1, 4), direction_buckets=(2,), compute_threads=1,
-                        batch_max_size=8, batch_max_rows=4, queue_size=QUEUE_SIZE)
+                        batch_max_size=8, batch_max_rows=4, queue_size=QUEUE_SIZE,
+                        inline_max_ms=100)
     app = create_app(settings)
     app.state.dataplane.load()  # what the lifespan does; the transport below does not run it
     yield app
@@ -245,19 +250,28 @@ def _thread_of_runner(calls):
     return [threading.get_ident()] * len(calls)
 
 
-def test_a_lone_callers_quick_request_runs_on_the_calling_thread(plane):
-    batcher = plane.batcher
+@pytest.fixture
+def lone_batcher():
+    """A batcher of its own with a long lone gap, so a slow machine cannot make two callers
+    look apart (or one caller look alone) by accident."""
+    executor = ThreadPoolExecutor(1)
+    yield Batcher(executor, workers=1, max_size=8, max_wait=0.0, queue_size=8, metrics=Metrics(),
+                  lone_gap=0.5)
+    executor.shutdown()
+
+
+def test_a_lone_callers_quick_request_runs_on_the_calling_thread(lone_batcher):
+    batcher = lone_batcher
 
     async def run():
         loop_thread = threading.get_ident()
         submit = lambda caller, quick: batcher.submit(  # noqa: E731
             "probe", None, runner=_thread_of_runner, caller=caller, quick=quick)
-        await asyncio.sleep(batcher.lone_gap * 2)  # whoever called before is long gone
         alone = [await submit("a", True) for _ in range(3)]
         slow = await submit("a", False)  # not quick: a compute thread, even alone
         company = [await submit("b", True), await submit("a", True)]  # two callers: queued
         unknown = await submit(None, True)  # a caller we cannot tell apart: never lone
-        await asyncio.sleep(batcher.lone_gap * 2)
+        await asyncio.sleep(batcher.lone_gap * 1.5)
         alone_again = await submit("a", True)
         return loop_thread, alone, slow, company, unknown, alone_again
 
@@ -269,17 +283,27 @@ def test_a_lone_callers_quick_request_runs_on_the_calling_thread(plane):
     assert alone_again == loop_thread
 
 
-def test_a_quick_request_queues_behind_admitted_ones(plane):
-    async def run():
-        await asyncio.sleep(plane.batcher.lone_gap * 2)
-        async with Gate(plane):  # one request admitted: the next one waits its turn
-            task = asyncio.ensure_future(plane.batcher.submit(
-                "probe", None, runner=_thread_of_runner, caller="a", quick=True))
-            await asyncio.sleep(0)
-            assert not task.done()
-        return threading.get_ident(), await task
+def test_a_quick_request_queues_behind_admitted_ones(lone_batcher):
+    """The same lone caller, but a request of its own is still running: the quick one waits
+    its turn on a compute thread instead of overtaking it on the loop."""
+    batcher, release = lone_batcher, threading.Event()
 
-    loop_thread, ran_on = asyncio.run(run())
+    def hold(calls):
+        release.wait(30)
+        return _thread_of_runner(calls)
+
+    async def run():
+        held = asyncio.ensure_future(batcher.submit("held", None, runner=hold, caller="a"))
+        await asyncio.sleep(0)  # admitted, running on the compute thread
+        quick = asyncio.ensure_future(batcher.submit(
+            "probe", None, runner=_thread_of_runner, caller="a", quick=True))
+        await asyncio.sleep(0)
+        waited = not quick.done()
+        release.set()
+        return threading.get_ident(), waited, await held, await quick
+
+    loop_thread, waited, _, ran_on = asyncio.run(run())
+    assert waited
     assert ran_on != loop_thread
 
 
