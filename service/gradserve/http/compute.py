@@ -28,7 +28,7 @@ from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
 from .deps import receive_body
 from .errors import domain_response
-from .security import scope_of
+from .security import bearer_key, scope_of
 
 __all__ = ["ComputeRoute", "Compute"]
 
@@ -56,7 +56,7 @@ class ComputeRoute(APIRoute):
         headers = _headers(scope)
         try:
             if self.scope is not None:
-                plane.keys.authorize(_bearer(headers.get(b"authorization")), self.scope)
+                plane.keys.authorize(bearer_key(_text(headers.get(b"authorization"))), self.scope)
             name = scope["path_params"].get("name")
             plane.model(name)  # an unknown model is a 404 whatever the body holds
             body = await receive_body(receive, _text(headers.get(b"content-length")),
@@ -86,10 +86,3 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
 def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode("latin-1")
 
-
-def _bearer(value: bytes | None) -> str | None:
-    """The key of an ``Authorization: Bearer <key>`` header, None otherwise (as the declared
-    ``HTTPBearer`` scheme reads it)."""
-    scheme, _, key = _text(value or b"").partition(" ")
-    key = key.strip()
-    return key if scheme.lower() == "bearer" and key else None

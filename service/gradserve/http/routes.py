@@ -125,18 +125,18 @@ def _route(method: str, suffix: str, handler: Handler | None, operation: str, su
     dependencies that validate further path parameters. ``compute`` instead of a handler: a
     compute route, served by ``ComputeRoute`` (its endpoints only declare the parameters)."""
 
-    async def named(name: str, request: Request, plane: Plane) -> Response:
-        return await handler(plane, name, request)
-
-    async def default(request: Request, plane: Plane) -> Response:
-        return await handler(plane, None, request)
-
     common = dict(methods=[method], summary=summary, openapi_extra=extra,
                   responses={**(responses or {}), **schemas.error_responses(401, 403, 504)},
                   response_class=Response, dependencies=[require(scope), *params])
     if compute is not None:
         named, default = _declared_named, _declared_default
         common["route_class_override"] = partial(ComputeRoute, kind=suffix[1:], compute=compute)
+    else:
+        async def named(name: str, request: Request, plane: Plane) -> Response:
+            return await handler(plane, name, request)
+
+        async def default(request: Request, plane: Plane) -> Response:
+            return await handler(plane, None, request)
     router.add_api_route(f"/models/{{name}}{suffix}", named, operation_id=operation,
                          tags=["models"], **common)
     router.add_api_route(suffix or "/model", default, operation_id=f"{operation}_default",

@@ -12,10 +12,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from ..auth import SCOPES
 
-__all__ = ["RequireScope", "require", "scope_of", "BEARER"]
+__all__ = ["RequireScope", "require", "scope_of", "bearer_key", "BEARER"]
 
 # Stateless (it only names the scheme); auto_error=False so that a missing key reaches our own
 # error body instead of FastAPI's.
@@ -52,3 +53,10 @@ def scope_of(route) -> str | None:
         if isinstance(dependency.dependency, RequireScope):
             return dependency.dependency.scope
     return None
+
+
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, None otherwise: what ``BEARER``
+    hands ``RequireScope``, for a route that reads its headers itself (``ComputeRoute``)."""
+    scheme, key = get_authorization_scheme_param(authorization)
+    return key if scheme.lower() == "bearer" and key else None
