@@ -136,6 +136,17 @@ async def _read(plane: DataPlane, request: Request) -> tuple[dict, str, Layout]:
     return doc, name, Layout.of(model, doc.get("config"))
 
 
+async def _read_derivative(plane: DataPlane, request: Request, *wrt_fields: str):
+    """``_read``, then what every derivative call names, checked in this order: ``outWrt``, the
+    index of each input named by ``wrt_fields``, and the point (x, w) from ``input``.
+    Returns (doc, name, layout, [indices], x, w)."""
+    doc, name, layout = await _read(plane, request)
+    layout.output_index("outWrt", doc.get("outWrt"))
+    wrts = [layout.input_index(field, doc.get(field)) for field in wrt_fields]
+    x, w = layout.inputs(doc.get("input"))
+    return doc, name, layout, wrts, x, w
+
+
 def _output(vector: np.ndarray) -> list[float]:
     return np.asarray(vector, dtype=np.float64).ravel().tolist()
 
@@ -186,12 +197,9 @@ async def evaluate(request: Request, plane: Plane) -> Response:
              **schema.umbridge("vector", "gradient"),
              summary="UM-Bridge: sensᵀ·∂y/∂(input inWrt), by the gradient call")
 async def gradient(request: Request, plane: Plane) -> Response:
-    doc, name, layout = await _read(plane, request)
-    layout.output_index("outWrt", doc.get("outWrt"))
-    wrt = layout.input_index("inWrt", doc.get("inWrt"))
-    x, w = layout.inputs(doc.get("input"))
+    doc, name, layout, (wrt,), x, w = await _read_derivative(plane, request, "inWrt")
     pw, px = await plane.gradient(name, w, x, layout.sensitivity(doc.get("sens")),
-                                    caller=request.client)
+                                  caller=request.client)
     return json_response({"output": _output(px if wrt == 0 else pw)})
 
 
@@ -199,10 +207,7 @@ async def gradient(request: Request, plane: Plane) -> Response:
              **schema.umbridge("vector", "apply_jacobian"),
              summary="UM-Bridge: ∂y/∂(input inWrt)·vec, by the forward_derivative call")
 async def apply_jacobian(request: Request, plane: Plane) -> Response:
-    doc, name, layout = await _read(plane, request)
-    layout.output_index("outWrt", doc.get("outWrt"))
-    wrt = layout.input_index("inWrt", doc.get("inWrt"))
-    x, w = layout.inputs(doc.get("input"))
+    doc, name, layout, (wrt,), x, w = await _read_derivative(plane, request, "inWrt")
     dw, dx = layout.direction(doc.get("vec"), wrt)
     return json_response({"output": _output(await plane.forward_derivative(
         name, w, dw, x, dx, caller=request.client))})
@@ -213,11 +218,8 @@ async def apply_jacobian(request: Request, plane: Plane) -> Response:
              summary="UM-Bridge: ∂²<sens, y>/∂(input inWrt1)∂(input inWrt2)·vec, by the "
                      "hessian_vector call")
 async def apply_hessian(request: Request, plane: Plane) -> Response:
-    doc, name, layout = await _read(plane, request)
-    layout.output_index("outWrt", doc.get("outWrt"))
-    wrt1 = layout.input_index("inWrt1", doc.get("inWrt1"))
-    wrt2 = layout.input_index("inWrt2", doc.get("inWrt2"))
-    x, w = layout.inputs(doc.get("input"))
+    doc, name, layout, (wrt1, wrt2), x, w = await _read_derivative(plane, request, "inWrt1",
+                                                                   "inWrt2")
     py = layout.sensitivity(doc.get("sens"))
     dw, dx = layout.direction(doc.get("vec"), wrt2)
     hw, hx = await plane.hessian_vector(name, w, x, py, dw, dx, caller=request.client)
