@@ -14,21 +14,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
 import numpy as np
 
+from timing import time_calls
+
 HERE = Path(__file__).resolve().parent
 BINARY, JSON = "application/x-safetensors", "application/json"
 METHODS = ("evaluate", "forward_derivative", "gradient")
-
-
-def stats(seconds: list[float]) -> dict:
-    a = np.asarray(seconds) * 1e3
-    return {"median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)), "count": int(a.size)}
 
 
 def arrays(method: str, n: int, w: np.ndarray) -> dict[str, np.ndarray]:
@@ -191,17 +187,6 @@ def process_cpu(pid: int | None) -> float:
 
 
 # --- Python clients and the floor ----------------------------------------------------------------
-
-def time_calls(fn, reps: int, warm: int = 5) -> dict:
-    for _ in range(warm):
-        fn()
-    lat = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        lat.append(time.perf_counter() - t0)
-    return stats(lat)
-
 
 def python_client(url: str, method: str, n: int, encoding: str, w: np.ndarray, reps: int) -> dict:
     from gradserve_client import Client

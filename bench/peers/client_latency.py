@@ -10,13 +10,13 @@ Every first answer is checked against the model computed here.
 import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import numpy as np  # noqa: E402
 
 import peer_model  # noqa: E402
+import timing  # noqa: E402
 
 W = peer_model.flat_weights()
 F, VJP, JVP = peer_model.jax_functions()
@@ -84,16 +84,7 @@ def main():
         for label, calls in clients.items():
             fn = calls[method]
             check(method, fn(), d)  # also the first call: any compile happens here
-            for _ in range(min(5, reps)):
-                fn()
-            lat = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
-                fn()
-                lat.append(time.perf_counter() - t0)
-            a = np.asarray(lat) * 1e3
-            stats = {"median_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
-                     "count": len(lat), "client": label}
+            stats = {**timing.time_calls(fn, reps, warm=min(5, reps)), "client": label}
             if best is None or stats["median_ms"] < best["median_ms"]:
                 best = stats
         results[f"{method}/{n}"] = best
