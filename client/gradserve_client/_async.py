@@ -10,6 +10,7 @@ import numpy as np
 
 from ._base import (DEFAULT_TIMEOUT, Call, ClientConfig, ModelCalls, error_of, should_retry,
                     transport_error)
+from ._connections import Answer
 
 __all__ = ["AsyncClient", "AsyncModel"]
 
@@ -20,8 +21,8 @@ async def _send(http: httpx.AsyncClient, config: ClientConfig, call: Call) -> An
     attempt = 0
     while True:
         try:
-            response = await http.request(call.method, config.url(call.path),
-                                          content=call.content, headers=call.headers)
+            response = Answer.of(await http.request(call.method, config.url(call.path),
+                                                    content=call.content, headers=call.headers))
         except httpx.TransportError as exc:
             error = transport_error(config, call, exc)
         else:

@@ -5,6 +5,7 @@ The I/O classes (``Client``, ``AsyncClient``) only send a ``Call`` and hand the 
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import httpx
 import numpy as np
 
 from . import _codec
+from ._connections import Answer
 from ._errors import (APIError, InvalidInput, ProtocolError, TimeoutError, TransportError,
                       Unavailable, from_error_body)
 
@@ -39,6 +41,9 @@ class ClientConfig:
             raise ValueError(f"encoding must be 'binary' or 'json', got {self.encoding!r}")
         if self.retries < 0:
             raise ValueError("retries must be >= 0")
+        if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()
+                                             and " " not in self.api_key):
+            raise ValueError("api_key must be printable ASCII without spaces (a bearer token)")
 
     @staticmethod
     def make(base_url: str, api_key: str | None, **kwargs: Any) -> "ClientConfig":
@@ -90,7 +95,7 @@ class Call:
     def local(self) -> bool:
         return not self.method
 
-    def read(self, response: httpx.Response) -> Any:
+    def read(self, response: Answer) -> Any:
         if response.status_code >= 400:
             error = error_of(response)
             if self.on_error is not None:
@@ -99,17 +104,17 @@ class Call:
         return self.decode(decode_answer(response))
 
 
-def error_of(response: httpx.Response) -> APIError:
+def error_of(response: Answer) -> APIError:
     retry_after = response.headers.get("retry-after")
     try:
-        body = response.json()
+        body = json.loads(response.content)
     except ValueError:
         body = None
     return from_error_body(response.status_code, body,
                            float(retry_after) if retry_after and retry_after.isdigit() else None)
 
 
-def should_retry(config: ClientConfig, call: Call, response: httpx.Response, attempt: int) -> bool:
+def should_retry(config: ClientConfig, call: Call, response: Answer, attempt: int) -> bool:
     """Only 503 (not ready, overloaded) is worth sending again, and only an idempotent call."""
     return response.status_code == 503 and call.retry and attempt < config.retries
 
@@ -121,8 +126,8 @@ def transport_error(config: ClientConfig, call: Call, exc: httpx.TransportError)
     return TransportError(f"{call.method} {config.base_url}{call.path}: {exc or type(exc).__name__}")
 
 
-def decode_answer(response: httpx.Response) -> dict[str, Any]:
-    media = response.headers.get("content-type", "").split(";")[0].strip()
+def decode_answer(response: Answer) -> dict[str, Any]:
+    media = (response.headers.get("content-type") or "").split(";")[0].strip()
     if media == _codec.BINARY:
         arrays, metadata = _codec.decode_binary(response.content)
         values: dict[str, Any] = {k: _codec.decode_json(v.encode()) for k, v in metadata.items()}
@@ -131,9 +136,9 @@ def decode_answer(response: httpx.Response) -> dict[str, Any]:
     if media == _codec.JSON:
         doc = _codec.decode_json(response.content)
         if not isinstance(doc, dict):
-            raise ProtocolError(f"expected a JSON object from {response.request.url}")
+            raise ProtocolError(f"expected a JSON object from {response.url}")
         return doc
-    raise ProtocolError(f"unexpected Content-Type {media!r} from {response.request.url}")
+    raise ProtocolError(f"unexpected Content-Type {media!r} from {response.url}")
 
 
 def _refused(message: str, status: int) -> InvalidInput:
@@ -167,7 +172,8 @@ class ModelCalls:
     def __init__(self, config: ClientConfig, name: str | None):
         self.config = config
         self.name = name
-        self.prefix = f"/models/{name}" if name is not None else ""
+        # quoted as httpx would, so both HTTP paths send the same request line
+        self.prefix = f"/models/{quote(name, safe='')}" if name is not None else ""
 
     def _body(self, arrays: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         arrays = {k: _numeric(k, v) for k, v in arrays.items() if v is not None}
@@ -186,7 +192,7 @@ class ModelCalls:
         return Call("POST", f"{self.prefix}/{method}{query}", decode, content, headers)
 
     def info(self) -> Call:
-        return Call("GET", f"/models/{self.name}" if self.name is not None else "/model",
+        return Call("GET", self.prefix or "/model",
                     lambda doc: doc)
 
     def get_weights(self, on_version: Callable[[int], None]) -> Call:

@@ -1,0 +1,102 @@
+"""What the Python client adds to a call, against a raw socket sending prebuilt bytes.
+
+Starts gradserve on the benchmark's model (the peers' 8-64-64-2 MLP) and times, in interleaved
+rounds, one call through: a raw keep-alive socket with the request bytes built in advance (the
+floor: the server and loopback alone), the client as it is by default (standard-library
+connections for plain http), and the same client forced through httpx. Prints medians over rounds
+and each path's overhead over the floor.
+
+    python bench/client_overhead.py [--rounds 7] [--calls 300] [--work DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "client")]
+
+import measure  # noqa: E402
+import run  # noqa: E402
+import servers  # noqa: E402
+from gradserve_client import Client  # noqa: E402
+
+
+def raw_socket(url: str, path: str, body: bytes):
+    """One call over a kept-alive socket, request prebuilt, answer read by Content-Length."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    reader = sock.makefile("rb")
+    message = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {measure.BINARY}\r\n"
+               f"Accept: {measure.BINARY}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def call():
+        sock.sendall(message)
+        length = 0
+        while (line := reader.readline()) != b"\r\n":
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        reader.read(length)
+
+    return call
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--calls", type=int, default=300, help="timed calls per path and round")
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gradserve-bench")
+    args = parser.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    server = servers.gradserve(run.build_repository(args.work), args.work, batching=True,
+                               label="client-overhead").start()
+    try:
+        server.wait_ready()
+        w = np.asarray(run.peer_model.flat_weights()).reshape(-1, 1)
+        lean, through_httpx = Client(server.url), Client(server.url, transport=httpx.HTTPTransport())
+        assert lean._pool is not None and through_httpx._pool is None
+        print("| call | n | raw socket (floor) | client, default | client through httpx | "
+              "default over floor | httpx over floor |")
+        print("|---|---|---|---|---|---|---|")
+        for method in ("evaluate", "gradient"):
+            for n in (1, 64):
+                a = measure.arrays(method, n, w.ravel())
+                path, _, _, body = measure.ours(method, n, "binary", w.ravel())
+                args_ = (a["x"], w) if method == "evaluate" else (w, a["x"], a["py"])
+                paths = {"floor": raw_socket(server.url, path, body),
+                         "default": lambda m=getattr(lean.model("mlp"), method): m(*args_),
+                         "httpx": lambda m=getattr(through_httpx.model("mlp"), method): m(*args_)}
+                medians = {k: [] for k in paths}
+                for _ in range(args.rounds):
+                    for name, fn in paths.items():
+                        for _ in range(20):
+                            fn()
+                        t0 = time.perf_counter()
+                        for _ in range(args.calls):
+                            fn()
+                        medians[name].append((time.perf_counter() - t0) / args.calls * 1e3)
+                m = {k: statistics.median(v) for k, v in medians.items()}
+                print(f"| {method} | {n} | {m['floor']:.3f} ms | {m['default']:.3f} ms | "
+                      f"{m['httpx']:.3f} ms | +{(m['default'] - m['floor']) * 1e3:.0f} µs | "
+                      f"+{(m['httpx'] - m['floor']) * 1e3:.0f} µs |")
+        lean.close()
+        through_httpx.close()
+    finally:
+        server.stop()
+    print(f"\n(median over {args.rounds} interleaved rounds of {args.calls} calls; "
+          f"binary encoding; one connection)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
