@@ -54,7 +54,8 @@ def raw_socket(url: str, path: str, body: bytes):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--calls", type=int, default=300, help="timed calls per path and round")
+    parser.add_argument("--calls", type=int, default=300,
+                        help="timed calls per path and round (a tenth at n = 4096)")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gradserve-bench")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
               "default over floor | httpx over floor |")
         print("|---|---|---|---|---|---|---|")
         for method in ("evaluate", "gradient"):
-            for n in (1, 64):
+            for n in (1, 64, 4096):
                 a = measure.arrays(method, n, w.ravel())
                 path, _, _, body = measure.ours(method, n, "binary", w.ravel())
                 args_ = (a["x"], w) if method == "evaluate" else (w, a["x"], a["py"])
@@ -79,12 +80,13 @@ def main(argv: list[str] | None = None) -> int:
                 medians = {k: [] for k in paths}
                 for _ in range(args.rounds):
                     for name, fn in paths.items():
-                        for _ in range(20):
+                        calls = args.calls if n <= 64 else max(args.calls // 10, 5)
+                        for _ in range(5):
                             fn()
                         t0 = time.perf_counter()
-                        for _ in range(args.calls):
+                        for _ in range(calls):
                             fn()
-                        medians[name].append((time.perf_counter() - t0) / args.calls * 1e3)
+                        medians[name].append((time.perf_counter() - t0) / calls * 1e3)
                 m = {k: statistics.median(v) for k, v in medians.items()}
                 print(f"| {method} | {n} | {m['floor']:.3f} ms | {m['default']:.3f} ms | "
                       f"{m['httpx']:.3f} ms | +{(m['default'] - m['floor']) * 1e3:.0f} µs | "
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         through_httpx.close()
     finally:
         server.stop()
-    print(f"\n(median over {args.rounds} interleaved rounds of {args.calls} calls; "
+    print(f"\n(median over {args.rounds} interleaved rounds of {args.calls} calls, a tenth at "
+          f"n = 4096; "
           f"binary encoding; one connection)")
     return 0
 

@@ -33,14 +33,13 @@ def encode_binary(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None
         if arr.dtype.newbyteorder("<") not in _CODES:
             arr = arr.astype("<f8")
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
-        blob = arr.tobytes()
         header[name] = {"dtype": _CODES[arr.dtype], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        blobs.append(arr.reshape(-1).view(np.uint8))  # a byte view: joined without a copy first
+        offset += arr.nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
-    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+    return b"".join([len(text).to_bytes(8, "little"), text, *blobs])
 
 
 def decode_binary(body: bytes) -> tuple[dict[str, np.ndarray], dict[str, str]]:

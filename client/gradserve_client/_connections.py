@@ -77,7 +77,7 @@ class ConnectionPool:
         head += [f"{name}: {value}" for name, value in {**self.headers, **headers}.items()]
         if content is not None or method in ("POST", "PUT"):
             head.append(f"Content-Length: {len(content or b'')}")
-        message = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + (content or b"")
+        message = [("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), content or b""]
         sock, reused = self._checkout(url)
         try:
             try:
@@ -99,9 +99,10 @@ class ConnectionPool:
             sock.close()
             raise
 
-    def _exchange(self, sock: socket.socket, method: str, message: bytes, url: str) -> Answer:
+    def _exchange(self, sock: socket.socket, method: str, message: list[bytes],
+                  url: str) -> Answer:
         try:
-            sock.sendall(message)
+            _send_all(sock, message)
             response = http.client.HTTPResponse(sock, method=method)
             response.begin()
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
@@ -160,6 +161,18 @@ class ConnectionPool:
             idle, self._idle = self._idle, []
         for sock in idle:
             sock.close()
+
+
+def _send_all(sock: socket.socket, parts: list[bytes]) -> None:
+    """Head and body in one system call where the socket takes them, without joining them
+    first (a copy of the whole body)."""
+    views = [memoryview(part) for part in parts if part]
+    while views:
+        sent = sock.sendmsg(views)
+        while views and sent >= len(views[0]):
+            sent -= len(views.pop(0))
+        if sent:
+            views[0] = views[0][sent:]
 
 
 class _StaleConnection(Exception):
