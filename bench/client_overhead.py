@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=300,
                         help="timed calls per path and round (a tenth at n = 4096)")
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "gradserve-bench")
+    parser.add_argument("--work", type=Path,
+                        default=Path(tempfile.gettempdir()) / "gradserve-bench")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     server = servers.gradserve(run.build_repository(args.work), args.work, batching=True,
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.wait_ready()
         w = np.asarray(run.peer_model.flat_weights()).reshape(-1, 1)
-        lean, through_httpx = Client(server.url), Client(server.url, transport=httpx.HTTPTransport())
+        lean = Client(server.url)
+        through_httpx = Client(server.url, transport=httpx.HTTPTransport())
         assert lean._pool is not None and through_httpx._pool is None
         print("| call | n | raw socket (floor) | client, default | client through httpx | "
               "default over floor | httpx over floor |")

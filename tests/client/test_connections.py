@@ -101,7 +101,8 @@ def test_one_connection_serves_many_calls(stub):
     assert stub.connections == 1 and len(stub.requests) == 5
     head = stub.requests[0][1].decode()
     assert head.startswith("POST /models/m/evaluate HTTP/1.1\r\n")
-    assert "\r\nAuthorization: Bearer k\r\n" in head and "\r\nUser-Agent: gradserve-client\r\n" in head
+    assert "\r\nAuthorization: Bearer k\r\n" in head
+    assert "\r\nUser-Agent: gradserve-client\r\n" in head
     assert json.loads(stub.requests[0][2]) == {"x": [[1.0, 1.0]]}
 
 
@@ -167,7 +168,8 @@ def test_nothing_listening_is_a_transport_error_naming_the_url():
 
 
 CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-           b"Connection: close\r\n\r\n" + f"{len(ANSWER):x}\r\n".encode() + ANSWER + b"\r\n0\r\n\r\n")
+           b"Connection: close\r\n\r\n" + f"{len(ANSWER):x}\r\n".encode() + ANSWER
+           + b"\r\n0\r\n\r\n")
 
 
 @pytest.mark.parametrize("stub", [lambda conn, req: CHUNKED], indirect=True)
@@ -239,3 +241,12 @@ def test_threads_share_the_client_each_with_its_own_answers(live_server, demo_mo
             t.join(60)
         assert client._pool is not None and 1 <= len(client._pool._idle) <= 8
     assert failures == []
+
+
+def test_an_idle_connection_is_readable_once_the_peer_closed_it():
+    """What the pool looks at before reusing a connection."""
+    ours, theirs = socket.socketpair()
+    with ours:
+        assert not _connections._readable(ours)
+        theirs.close()
+        assert _connections._readable(ours)
