@@ -18,6 +18,7 @@ from ..metrics import Metrics
 from ..settings import Settings
 from ..watcher import RepositoryWatcher
 from . import errors, routes, schemas, umbridge, v2
+from .compute import ComputeLane
 from .drain import drain_on_signals
 from .limits import RequestTimeoutMiddleware
 
@@ -99,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(umbridge.router)
     app.include_router(v2.router)
     schemas.install(app)
-    # The last added is the outermost: metrics see the 408/504 answers of the time limit.
+    # The last added is the outermost: metrics see the 408/504 answers of the time limit, and
+    # both wrap the compute lane.
+    app.add_middleware(ComputeLane, routes=routes.router.routes)
     app.add_middleware(RequestTimeoutMiddleware, timeout=settings.request_timeout)
     app.add_middleware(MetricsMiddleware, metrics=plane.metrics)
     return app

@@ -20,7 +20,8 @@ from typing import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from fastapi.routing import APIRoute
-from starlette.types import Receive, Scope, Send
+from starlette._utils import get_route_path
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dataplane import DataPlane
 from ..errors import GradserveError
@@ -30,7 +31,7 @@ from .deps import receive_body
 from .errors import domain_response
 from .security import bearer_key, scope_of
 
-__all__ = ["ComputeRoute", "Compute"]
+__all__ = ["ComputeLane", "ComputeRoute", "Compute"]
 
 # (data plane, model name or None, decoded body fields, query parameters, caller) -> answer arrays
 Compute = Callable[[DataPlane, "str | None", dict, dict, object], Awaitable[dict]]
@@ -73,6 +74,45 @@ class ComputeRoute(APIRoute):
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", media.encode()), (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
+
+
+class ComputeLane:
+    """Hands a POST to a compute route straight to that route, past the app's routing.
+
+    The router tries routes one by one, and FastAPI's inner middleware wraps each request: about
+    a third of a batched request's CPU on the event loop (BENCHMARKS.md). This lane sits inside
+    the app's own middleware (metrics, time limit, error pages, telemetry all still apply) and
+    matches what a compute route's template would match: ``/models/{name}/<method>`` with a
+    non-empty name, or ``/<method>`` for the default model. Everything else, a GET to a compute
+    path included (405), goes on to the router. The compute routes are the first the router tries
+    for these paths (``routes.py``), so both ways reach the same route.
+    """
+
+    def __init__(self, app: ASGIApp, routes: list):
+        self.app = app
+        self.named: dict[str, ComputeRoute] = {}
+        self.default: dict[str, ComputeRoute] = {}
+        for route in routes:
+            if isinstance(route, ComputeRoute) and "POST" in route.methods:
+                head, _, method = route.path.rpartition("/")
+                table = {"/models/{name}": self.named, "": self.default}.get(head)
+                if table is not None:
+                    table.setdefault(method, route)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            parts = get_route_path(scope).split("/")
+            route, params = None, {}
+            if len(parts) == 2:
+                route = self.default.get(parts[1])
+            elif len(parts) == 4 and parts[1] == "models" and parts[2]:
+                route, params = self.named.get(parts[3]), {"name": parts[2]}
+            if route is not None:
+                scope["route"], scope["endpoint"], scope["path_params"] = (
+                    route, route.endpoint, params)
+                await route.handle(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
