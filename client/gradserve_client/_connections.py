@@ -175,6 +175,9 @@ def _readable(sock: socket.socket) -> bool:
 def _send_all(sock: socket.socket, parts: list[bytes]) -> None:
     """Head and body in one system call where the socket takes them, without joining them
     first (a copy of the whole body)."""
+    if not hasattr(sock, "sendmsg"):  # Windows has no sendmsg
+        sock.sendall(b"".join(parts))
+        return
     views = [memoryview(part) for part in parts if part]
     while views:
         sent = sock.sendmsg(views)

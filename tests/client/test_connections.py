@@ -250,3 +250,27 @@ def test_an_idle_connection_is_readable_once_the_peer_closed_it():
         assert not _connections._readable(ours)
         theirs.close()
         assert _connections._readable(ours)
+
+
+def test_head_and_body_go_out_whole_with_or_without_sendmsg():
+    """Partial sends are continued where they stopped; without sendmsg (Windows), one sendall."""
+    class Trickle:  # takes at most 7 bytes per call
+        def __init__(self):
+            self.out = b""
+
+        def sendmsg(self, views):
+            chunk = b"".join(bytes(v) for v in views)[:7]
+            self.out += chunk
+            return len(chunk)
+
+    class NoSendmsg:
+        def __init__(self):
+            self.out = b""
+
+        def sendall(self, data):
+            self.out += data
+
+    parts = [b"POST / HTTP/1.1\r\n\r\n", b"", bytes(range(50))]
+    for sock in (Trickle(), NoSendmsg()):
+        _connections._send_all(sock, parts)
+        assert sock.out == b"".join(parts)
