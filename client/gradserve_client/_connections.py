@@ -43,10 +43,11 @@ class Answer:
 
 
 def usable(base_url: str) -> bool:
-    """Whether calls to ``base_url`` can take this path: plain HTTP, and no proxy configured for
-    its host in the environment (httpx would honour one; this path does not)."""
+    """Whether calls to ``base_url`` can take this path: plain HTTP without credentials in the
+    URL, and no proxy configured for its host in the environment (httpx would honour both; this
+    path does not)."""
     parts = urlsplit(base_url)
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme != "http" or not parts.hostname or parts.username is not None:
         return False
     proxies = urllib.request.getproxies()
     if not (proxies.get("http") or proxies.get("all")):
@@ -66,7 +67,7 @@ class ConnectionPool:
         self.prefix = parts.path.rstrip("/")  # a server mounted below a path
         self.timeout = timeout
         self.max_idle = max_idle
-        self._authority = parts.netloc.rsplit("@", 1)[-1]
+        self._authority = parts.netloc
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False

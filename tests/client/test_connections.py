@@ -201,6 +201,7 @@ def test_the_path_is_taken_only_for_plain_http_without_a_proxy(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert _connections.usable("http://10.0.0.5:8000")
     assert not _connections.usable("https://models.example")
+    assert not _connections.usable("http://user:secret@10.0.0.5:8000")  # httpx sends them
     monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
     assert not _connections.usable("http://10.0.0.5:8000")
     with gc.Client("http://10.0.0.5:8000") as client:
