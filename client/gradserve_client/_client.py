@@ -122,7 +122,8 @@ class Client:
 
     Calls to a plain ``http://`` URL with no proxy set in the environment go through lean
     keep-alive connections of the standard library (0.3-0.6 ms less client time per call than httpx
-    at n <= 64); https, proxies and a given ``transport`` go through httpx.
+    at n <= 64); https, credentials in the URL, proxies and a given ``transport`` go through
+    httpx.
     """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
