@@ -73,36 +73,39 @@ def test_sigkill_during_weight_updates_never_loses_or_mixes_a_version(tmp_path):
     last_value, last_version = 0.0, 1
     in_flight = None
     writes = mid_write = 0
-    for kill in range(KILLS + 1):
-        server.start(timeout=120)
-        r = httpx.get(f"{server.url}/models/tiny/weights", timeout=10)
-        served = np.array(r.json()["weights"]).ravel()
-        version = r.json()["version"]
-        assert np.unique(served).size == 1, f"kill {kill}: served weights mix {np.unique(served)}"
-        value = float(served[0])
-        allowed = {last_value: last_version}
-        if in_flight is not None:
-            allowed[in_flight] = last_version + 1
-        assert value in allowed, f"kill {kill}: serves {value}; allowed {allowed}"
-        assert version == allowed[value], f"kill {kill}: {value} as version {version}"
-        on_disk = _check_disk(repo)
-        assert max(on_disk) == version and on_disk[version] == value
-        if kill == KILLS:
-            break
-        # Update until killed at a random moment.
-        writer = Writer(server.url, start=value + 1)
-        writer.start()
-        time.sleep(rng.uniform(0.02, 0.5))
-        server.stop(signal.SIGKILL)
-        writer.join(30)
-        assert not writer.is_alive()
-        writes += len(writer.acknowledged)
-        if writer.acknowledged:
-            last_value, last_version = writer.acknowledged[-1]
-        else:
-            last_value, last_version = value, version
-        in_flight = writer.in_flight
-        mid_write += any(p.name.startswith(".tmp-") for p in (root / "tiny").iterdir())
+    try:
+        for kill in range(KILLS + 1):
+            server.start(timeout=120)
+            r = httpx.get(f"{server.url}/models/tiny/weights", timeout=10)
+            served = np.array(r.json()["weights"]).ravel()
+            version = r.json()["version"]
+            assert np.unique(served).size == 1, f"kill {kill}: served weights mix {np.unique(served)}"
+            value = float(served[0])
+            allowed = {last_value: last_version}
+            if in_flight is not None:
+                allowed[in_flight] = last_version + 1
+            assert value in allowed, f"kill {kill}: serves {value}; allowed {allowed}"
+            assert version == allowed[value], f"kill {kill}: {value} as version {version}"
+            on_disk = _check_disk(repo)
+            assert max(on_disk) == version and on_disk[version] == value
+            if kill == KILLS:
+                break
+            # Update until killed at a random moment.
+            writer = Writer(server.url, start=value + 1)
+            writer.start()
+            time.sleep(rng.uniform(0.02, 0.5))
+            server.stop(signal.SIGKILL)
+            writer.join(30)
+            assert not writer.is_alive()
+            writes += len(writer.acknowledged)
+            if writer.acknowledged:
+                last_value, last_version = writer.acknowledged[-1]
+            else:
+                last_value, last_version = value, version
+            in_flight = writer.in_flight
+            mid_write += any(p.name.startswith(".tmp-") for p in (root / "tiny").iterdir())
+    finally:
+        server.stop()  # the last start is not followed by a kill
     print(f"\ncrash safety: {KILLS} SIGKILLs, {writes} acknowledged updates, "
           f"{mid_write} kills left a half-written temporary folder behind")
     assert writes > KILLS  # the loop did write between kills
