@@ -25,7 +25,7 @@ from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..dataplane import DataPlane
-from ..errors import GradserveError
+from ..errors import GradserveError, InvalidInput
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
 from .deps import receive_body
@@ -49,6 +49,10 @@ class ComputeRoute(APIRoute):
         self.fields = {name: name in required for name in fields}
         self.compute = compute
         self.scope = scope_of(self)  # the key scope its declared dependency requires
+        # The query parameters its OpenAPI declaration names; any other is refused, as an unknown
+        # body field is, so that a misspelt one is not silently ignored.
+        self.query_names = frozenset(p["name"] for p in (self.openapi_extra or {}).get(
+            "parameters", []) if p.get("in") == "query")
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in self.methods:
@@ -67,6 +71,7 @@ class ComputeRoute(APIRoute):
                 return  # the client left: nobody to answer
             args = decode_body(body, _text(headers.get(b"content-type")), self.fields)
             query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+            self._check_query(query)
             values = await self.compute(plane, name, args, query, scope.get("client"))
             answer, media = encode_answer(values, wants_binary(_text(headers.get(b"accept"))))
         except GradserveError as exc:
@@ -75,6 +80,13 @@ class ComputeRoute(APIRoute):
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", media.encode()), (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
+
+    def _check_query(self, query: dict) -> None:
+        unknown = sorted(set(query) - self.query_names)
+        if unknown:
+            takes = (f"it takes {', '.join(sorted(self.query_names))}" if self.query_names
+                     else "it takes none")
+            raise InvalidInput(f"unknown query parameter {unknown[0]!r} for {self.path}; {takes}")
 
 
 class ComputeLane:
