@@ -15,6 +15,7 @@ Errors are raised as httpx's transport errors, so both paths share one retry and
 from __future__ import annotations
 
 import http.client
+import os
 import select
 import socket
 import threading
@@ -71,6 +72,7 @@ class ConnectionPool:
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
+        self._pid = os.getpid()
 
     def request(self, method: str, path: str, content: bytes | None,
                 headers: dict[str, str]) -> Answer:
@@ -128,6 +130,10 @@ class ConnectionPool:
         return Answer(response.status, response.msg, content, url)
 
     def _checkout(self, url: str) -> tuple[socket.socket, bool]:
+        if self._pid != os.getpid():
+            # A forked child (multiprocessing's workers): the inherited connections are the
+            # parent's; writing to one would mix two processes' answers. Start afresh.
+            self._idle, self._lock, self._pid = [], threading.Lock(), os.getpid()
         with self._lock:
             if self._closed:
                 raise RuntimeError("the client is closed")

@@ -4,7 +4,10 @@ them, failing as the client's own errors, and used only where httpx is not neede
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -275,3 +278,43 @@ def test_head_and_body_go_out_whole_with_or_without_sendmsg():
     for sock in (Trickle(), NoSendmsg()):
         _connections._send_all(sock, parts)
         assert sock.out == b"".join(parts)
+
+
+FORKING = """
+import json, os, sys
+import numpy as np
+import gradserve_client as gc
+
+with gc.Client(sys.argv[1], encoding="json") as client:
+    model = client.model("m")
+    first = model.evaluate(np.ones((1, 2))).tolist()   # connection 0, left idle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one call, its answer through the pipe, then out
+        try:
+            os.write(write, json.dumps(model.evaluate(np.ones((1, 2))).tolist()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    child = json.loads(os.read(read, 1000))
+    again = model.evaluate(np.ones((1, 2))).tolist()
+    print(json.dumps([first, child, again, status]))
+"""
+
+
+@pytest.mark.parametrize("stub", [lambda conn, req: ok(json.dumps({"y": [[float(conn)]]}).encode())],
+                         indirect=True)
+def test_a_forked_child_does_not_use_its_parents_connections(stub):
+    """A client made before os.fork (multiprocessing's workers): the child opens its own
+    connection rather than writing into the parent's. (In a fresh interpreter: this one runs
+    JAX's threads, which fork does not take along.)"""
+    run = subprocess.run([sys.executable, "-c", FORKING, stub.url], capture_output=True,
+                         text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert run.returncode == 0, run.stderr
+    first, child, again, status = json.loads(run.stdout)
+    assert status == 0
+    # The answer says which connection carried it: the parent's is 0, the child's its own 1.
+    assert (first, child, again) == ([[0.0]], [[1.0]], [[0.0]])
+    assert stub.connections == 2
