@@ -4,7 +4,7 @@ Starts gradserve on the benchmark's model (the peers' 8-64-64-2 MLP) and times, 
 rounds, one call through: a raw keep-alive socket with the request bytes built in advance (the
 floor: the server and loopback alone), the client as it is by default (standard-library
 connections for plain http), and the same client forced through httpx. Prints medians over rounds
-and each path's overhead over the floor.
+and each path's overhead over the floor (the benchmark's own timing loop and interleaving).
 
     python bench/client_overhead.py [--rounds 7] [--calls 300] [--work DIR]
 """
@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import socket
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -29,6 +27,7 @@ import measure  # noqa: E402
 import run  # noqa: E402
 import servers  # noqa: E402
 from gradserve_client import Client  # noqa: E402
+from timing import time_calls  # noqa: E402
 
 
 def raw_socket(url: str, path: str, body: bytes):
@@ -64,42 +63,31 @@ def main(argv: list[str] | None = None) -> int:
                                label="client-overhead").start()
     try:
         server.wait_ready()
-        w = np.asarray(run.peer_model.flat_weights()).reshape(-1, 1)
-        lean = Client(server.url)
-        through_httpx = Client(server.url, transport=httpx.HTTPTransport())
-        assert lean._pool is not None and through_httpx._pool is None
-        print("| call | n | raw socket (floor) | client, default | client through httpx | "
-              "default over floor | httpx over floor |")
-        print("|---|---|---|---|---|---|---|")
-        for method in ("evaluate", "gradient"):
-            for n in (1, 64, 4096):
-                a = measure.arrays(method, n, w.ravel())
-                path, _, _, body = measure.ours(method, n, "binary", w.ravel())
-                args_ = (a["x"], w) if method == "evaluate" else (w, a["x"], a["py"])
-                paths = {"floor": raw_socket(server.url, path, body),
-                         "default": lambda m=getattr(lean.model("mlp"), method): m(*args_),
-                         "httpx": lambda m=getattr(through_httpx.model("mlp"), method): m(*args_)}
-                medians = {k: [] for k in paths}
-                for _ in range(args.rounds):
-                    for name, fn in paths.items():
-                        calls = args.calls if n <= 64 else max(args.calls // 10, 5)
-                        for _ in range(5):
-                            fn()
-                        t0 = time.perf_counter()
-                        for _ in range(calls):
-                            fn()
-                        medians[name].append((time.perf_counter() - t0) / calls * 1e3)
-                m = {k: statistics.median(v) for k, v in medians.items()}
-                print(f"| {method} | {n} | {m['floor']:.3f} ms | {m['default']:.3f} ms | "
-                      f"{m['httpx']:.3f} ms | +{(m['default'] - m['floor']) * 1e3:.0f} µs | "
-                      f"+{(m['httpx'] - m['floor']) * 1e3:.0f} µs |")
-        lean.close()
-        through_httpx.close()
+        w = np.asarray(run.peer_model.flat_weights())
+        with Client(server.url) as lean, \
+                Client(server.url, transport=httpx.HTTPTransport()) as through_httpx:
+            assert lean._pool is not None and through_httpx._pool is None
+            print("| call | n | raw socket (floor) | client, default | client through httpx | "
+                  "default over floor | httpx over floor |")
+            print("|---|---|---|---|---|---|---|")
+            for method in ("evaluate", "gradient"):
+                for n in (1, 64, 4096):
+                    a = measure.arrays(method, n, w)
+                    path, _, _, body = measure.ours(method, n, "binary", w)
+                    calls = args.calls if n <= 64 else max(args.calls // 10, 5)
+                    paths = {"floor": raw_socket(server.url, path, body),
+                             "default": measure.method_call(lean.model("mlp"), method, a),
+                             "httpx": measure.method_call(through_httpx.model("mlp"), method, a)}
+                    res = run.interleaved(args.rounds, {
+                        name: lambda fn=fn: time_calls(fn, calls) for name, fn in paths.items()})
+                    m = {name: r["median_ms"] for name, r in res.items()}
+                    print(f"| {method} | {n} | {m['floor']:.3f} ms | {m['default']:.3f} ms | "
+                          f"{m['httpx']:.3f} ms | +{(m['default'] - m['floor']) * 1e3:.0f} µs | "
+                          f"+{(m['httpx'] - m['floor']) * 1e3:.0f} µs |")
     finally:
         server.stop()
-    print(f"\n(median over {args.rounds} interleaved rounds of {args.calls} calls, a tenth at "
-          f"n = 4096; "
-          f"binary encoding; one connection)")
+    print(f"\n(median call over {args.rounds} interleaved rounds of {args.calls} calls, a tenth "
+          "at n = 4096; binary encoding; one connection)")
     return 0
 
 
