@@ -35,7 +35,7 @@ def encode_binary(arrays: dict[str, np.ndarray], metadata: dict[str, str] | None
         arr = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         header[name] = {"dtype": _CODES[arr.dtype], "shape": list(arr.shape),
                         "data_offsets": [offset, offset + arr.nbytes]}
-        blobs.append(arr.reshape(-1).view(np.uint8))  # a byte view: joined without a copy first
+        blobs.append(arr)  # join reads its buffer: no copy before the one join
         offset += arr.nbytes
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data section starts 8-byte aligned
