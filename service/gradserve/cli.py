@@ -27,6 +27,8 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ[f"GRADSERVE_{flag.upper()}"] = str(value)
     if args.allow_unauthenticated:
         os.environ["GRADSERVE_ALLOW_UNAUTHENTICATED"] = "1"
+    if args.access_log:
+        os.environ["GRADSERVE_ACCESS_LOG"] = "1"
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -170,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--graceful-timeout", type=float, default=30.0,
                        help="seconds to let in-flight requests finish on SIGTERM (default 30)")
     serve.add_argument("--log-level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--access-log", dest="access_log", action="store_true",
+                       help="log a line per answered request (default: off; /metrics counts them)")
     serve.add_argument("--poll-interval", dest="poll_interval", type=float,
                        help="seconds between scans of the repository for versions written by "
                        "other processes (default 2; 0: never)")

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     instead of compiling them again. None: no persistent cache."""
     log_level: str = "info"
     """Log level of the service's and uvicorn's loggers."""
+    access_log: bool = False
+    """One log line per answered request (uvicorn's access log, at level info). Off by default:
+    an optimisation loop sends thousands of requests a second, and writing a line for each
+    costs 15-25% of the throughput (BENCHMARKS.md); /metrics counts and times them all."""
     poll_interval: float = Field(2.0, ge=0)
     """Seconds between scans of the repository for versions and models written by other processes (0: never)."""
     drain_seconds: float = Field(0.0, ge=0)

@@ -51,6 +51,9 @@ def serve(settings: Settings, workers: int = 1, graceful_timeout: float = 30.0) 
     ``GRADSERVE_*`` environment, so settings must be there."""
     options = dict(factory=True, host=settings.host, port=settings.port,
                    log_level=settings.log_level, log_config=_log_config(settings.log_level),
+                   # Off also above info, where uvicorn would format every request's line
+                   # only to drop it.
+                   access_log=settings.access_log and settings.log_level in ("debug", "info"),
                    timeout_graceful_shutdown=graceful_timeout)
     if workers > 1:
         uvicorn.run(APP_FACTORY, workers=workers, **options)  # uvicorn's own supervisor
