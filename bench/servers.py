@@ -83,7 +83,7 @@ class Server:
 def gradserve(repo: Path, work: Path, *, batching: bool, label: str) -> Server:
     port = free_port()
     env = {"GRADSERVE_BATCHING": "true" if batching else "false",
-           "GRADSERVE_COMPILATION_CACHE": str(work / "jax-cache"), "GRADSERVE_LOG_LEVEL": "warning",
+           "GRADSERVE_COMPILATION_CACHE": str(work / "jax-cache"),
            # Driver and server share an accelerator: neither may take most of its memory.
            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "service"), os.environ.get("PYTHONPATH", "")])}
