@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["Answer", "ConnectionPool", "usable"]
+__all__ = ["Answer", "ConnectionPool", "Server", "usable"]
 
 
 class Answer:
@@ -56,19 +56,36 @@ def usable(base_url: str) -> bool:
     return bool(urllib.request.proxy_bypass(parts.hostname))
 
 
-class ConnectionPool:
-    """Idle keep-alive connections to one server, each used by one call at a time (thread-safe)."""
+class Server:
+    """Where requests go (a plain ``http://`` base URL) and what each carries."""
 
-    def __init__(self, base_url: str, headers: dict[str, str], timeout: float,
-                 max_idle: int = 16):
+    def __init__(self, base_url: str, headers: dict[str, str]):
         parts = urlsplit(base_url)
         self.headers = dict(headers)  # sent with every request
         self.host = parts.hostname
         self.port = parts.port or 80
         self.prefix = parts.path.rstrip("/")  # a server mounted below a path
+        self.authority = parts.netloc
+
+    def message(self, method: str, path: str, content: bytes | None,
+                headers: dict[str, str]) -> tuple[str, list[bytes]]:
+        """(the URL, for errors; the request as head and body, to be sent one after the other)."""
+        url = f"http://{self.authority}{self.prefix}{path}"
+        head = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self.authority}"]
+        head += [f"{name}: {value}" for name, value in {**self.headers, **headers}.items()]
+        if content is not None or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(content or b'')}")
+        return url, [("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), content or b""]
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one server, each used by one call at a time (thread-safe)."""
+
+    def __init__(self, base_url: str, headers: dict[str, str], timeout: float,
+                 max_idle: int = 16):
+        self.server = Server(base_url, headers)
         self.timeout = timeout
         self.max_idle = max_idle
-        self._authority = parts.netloc
         self._idle: list[socket.socket] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -76,12 +93,7 @@ class ConnectionPool:
 
     def request(self, method: str, path: str, content: bytes | None,
                 headers: dict[str, str]) -> Answer:
-        url = f"http://{self._authority}{self.prefix}{path}"
-        head = [f"{method} {self.prefix}{path} HTTP/1.1", f"Host: {self._authority}"]
-        head += [f"{name}: {value}" for name, value in {**self.headers, **headers}.items()]
-        if content is not None or method in ("POST", "PUT"):
-            head.append(f"Content-Length: {len(content or b'')}")
-        message = [("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), content or b""]
+        url, message = self.server.message(method, path, content, headers)
         sock, reused = self._checkout(url)
         try:
             try:
@@ -153,7 +165,8 @@ class ConnectionPool:
 
     def _connect(self, url: str) -> socket.socket:
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection((self.server.host, self.server.port),
+                                            timeout=self.timeout)
         except socket.timeout:
             raise httpx.ConnectTimeout(
                 f"{url}: could not connect within {self.timeout} s") from None

@@ -18,77 +18,7 @@ import pytest
 import gradserve_client as gc
 from factories import random_inputs
 from gradserve_client import _connections
-
-ANSWER = json.dumps({"y": [[1.0]]}).encode()
-
-
-class StubServer:
-    """A socket server acting out ``script(connection, request) -> reply``: bytes to send,
-    ``(bytes, "close")`` to send them and close, None to close the connection without answering,
-    or "hang" to never answer."""
-
-    def __init__(self, script):
-        self.script = script
-        self.requests: list[tuple[int, bytes, bytes]] = []  # (connection, head, body)
-        self.connections = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self._stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            index = self.connections
-            self.connections += 1
-            thread = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self, conn: socket.socket, index: int):
-        reader = conn.makefile("rb")
-        with conn:
-            while not self._stop.is_set():
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    line = reader.readline()
-                    if not line:
-                        return
-                    head += line
-                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                body = reader.read(length)
-                self.requests.append((index, head, body))
-                reply = self.script(index, len(self.requests) - 1)
-                if reply == "hang":
-                    self._stop.wait(10)
-                    return
-                if reply is None:
-                    return
-                if isinstance(reply, tuple):
-                    conn.sendall(reply[0])
-                    return
-                conn.sendall(reply)
-
-    def close(self):
-        self._stop.set()
-        self.listener.close()
-
-
-def ok(body: bytes = ANSWER, extra: str = "") -> bytes:
-    return (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
-            f"\r\n{extra}\r\n").encode() + body
-
-
-@pytest.fixture()
-def stub(request):
-    server = StubServer(request.param)
-    yield server
-    server.close()
+from stub_server import CHUNKED, ok
 
 
 def _client(url, **kwargs) -> gc.Client:
@@ -168,11 +98,6 @@ def test_nothing_listening_is_a_transport_error_naming_the_url():
         with _client(f"http://127.0.0.1:{port}", retries=0) as client:
             with pytest.raises(gc.TransportError, match=f"127.0.0.1:{port}/models/m/evaluate"):
                 client.model("m").evaluate(np.ones((1, 2)))
-
-
-CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
-           b"Connection: close\r\n\r\n" + f"{len(ANSWER):x}\r\n".encode() + ANSWER
-           + b"\r\n0\r\n\r\n")
 
 
 @pytest.mark.parametrize("stub", [lambda conn, req: CHUNKED], indirect=True)
