@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import sys
+from typing import Any, Awaitable, Callable
 
 import httpx
 import numpy as np
 
+from ._async_connections import AsyncConnectionPool
 from ._base import (DEFAULT_TIMEOUT, Call, ClientConfig, ModelCalls, error_of, should_retry,
                     transport_error)
-from ._connections import Answer
+from ._connections import Answer, usable
+
+Request = Callable[[str, str, "bytes | None", "dict[str, str]"], Awaitable[Answer]]
 
 __all__ = ["AsyncClient", "AsyncModel"]
 
 
-async def _send(http: httpx.AsyncClient, config: ClientConfig, call: Call) -> Any:
+async def _send(request: Request, config: ClientConfig, call: Call) -> Any:
     if call.local:
         return call.decode({})
     attempt = 0
     while True:
         try:
-            response = Answer.of(await http.request(call.method, config.url(call.path),
-                                                    content=call.content, headers=call.headers))
+            response = await request(call.method, call.path, call.content, call.headers)
         except httpx.TransportError as exc:
             error = transport_error(config, call, exc)
         else:
@@ -83,16 +86,34 @@ class AsyncModel:
 
 
 class AsyncClient:
-    """``Client`` for asyncio code: same arguments, awaitable methods, ``async with``."""
+    """``Client`` for asyncio code: same arguments, awaitable methods, ``async with``.
+
+    As ``Client``, calls to a plain ``http://`` URL with no proxy set in the environment go
+    through lean keep-alive connections (asyncio streams; Python 3.11 or later), at most 100 at
+    once; https, credentials in the URL, proxies and a given ``transport`` go through httpx.
+    """
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", api_key: str | None = None, *,
                  timeout: float = DEFAULT_TIMEOUT, retries: int = 3, encoding: str = "binary",
                  transport: httpx.AsyncBaseTransport | None = None):
         self.config = ClientConfig.make(base_url, api_key, timeout=timeout, retries=retries,
                                         encoding=encoding)
-        self._http = httpx.AsyncClient(base_url=self.config.base_url,
-                                       headers=self.config.headers(), timeout=timeout,
-                                       transport=transport)
+        self._http: httpx.AsyncClient | None = None
+        self._pool: AsyncConnectionPool | None = None
+        # asyncio.timeout, which the lean path reads every answer within, is new in 3.11.
+        if transport is None and sys.version_info >= (3, 11) and usable(self.config.base_url):
+            self._pool = AsyncConnectionPool(self.config.base_url, self.config.headers(), timeout)
+            self._request: Request = self._pool.request
+        else:
+            self._http = httpx.AsyncClient(base_url=self.config.base_url,
+                                           headers=self.config.headers(), timeout=timeout,
+                                           transport=transport)
+            self._request = self._via_httpx
+
+    async def _via_httpx(self, method: str, path: str, content: bytes | None,
+                         headers: dict[str, str]) -> Answer:
+        return Answer.of(await self._http.request(method, self.config.url(path), content=content,
+                                                  headers=headers))
 
     def model(self, name: str | None = None) -> AsyncModel:
         return AsyncModel(self, name)
@@ -101,10 +122,13 @@ class AsyncClient:
         return await self._send(Call("GET", "/models", lambda doc: doc["models"]))
 
     async def _send(self, call: Call) -> Any:
-        return await _send(self._http, self.config, call)
+        return await _send(self._request, self.config, call)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> "AsyncClient":
         return self
