@@ -1,10 +1,12 @@
-"""What the Python client adds to a call, against a raw socket sending prebuilt bytes.
+"""What the Python clients add to a call, against a raw socket sending prebuilt bytes.
 
 Starts gradserve on the benchmark's model (the peers' 8-64-64-2 MLP) and times, in interleaved
 rounds, one call through: a raw keep-alive socket with the request bytes built in advance (the
 floor: the server and loopback alone), the client as it is by default (standard-library
-connections for plain http), and the same client forced through httpx. Prints medians over rounds
-and each path's overhead over the floor (the benchmark's own timing loop and interleaving).
+connections for plain http), the same client forced through httpx, and the async client both
+ways (each call awaited alone on an asyncio loop). Prints medians over rounds and each path's
+overhead over the floor (the benchmark's own timing loop and interleaving). Then the async
+client with 16 calls in flight, both ways: calls per second and the client's CPU per call.
 
     python bench/client_overhead.py [--rounds 7] [--calls 300] [--work DIR]
 """
@@ -12,9 +14,11 @@ and each path's overhead over the floor (the benchmark's own timing loop and int
 from __future__ import annotations
 
 import argparse
+import asyncio
 import socket
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +30,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "client")]
 import measure  # noqa: E402
 import run  # noqa: E402
 import servers  # noqa: E402
-from gradserve_client import Client  # noqa: E402
+from gradserve_client import AsyncClient, Client  # noqa: E402
 from timing import time_calls  # noqa: E402
 
 
@@ -50,6 +54,22 @@ def raw_socket(url: str, path: str, body: bytes):
     return call
 
 
+def in_flight(loop: asyncio.AbstractEventLoop, fn, calls: int, width: int = 16) -> dict:
+    """``calls`` awaited calls of ``fn``, ``width`` at a time: calls/s and client CPU per call."""
+    async def workers(count):
+        async def worker():
+            for _ in range(count):
+                await fn()
+        await asyncio.gather(*(worker() for _ in range(width)))
+
+    count = calls // width
+    cpu, start = time.process_time(), time.perf_counter()
+    loop.run_until_complete(workers(count))
+    wall, n = time.perf_counter() - start, count * width
+    return {"median_ms": wall / count * 1e3, "p99_ms": 0.0, "count": n, "rps": n / wall,
+            "errors": 0, "cpu_us": (time.process_time() - cpu) / n * 1e6}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -64,12 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         server.wait_ready()
         w = np.asarray(run.peer_model.flat_weights())
+        loop = asyncio.new_event_loop()
         with Client(server.url) as lean, \
                 Client(server.url, transport=httpx.HTTPTransport()) as through_httpx:
+            clients = {"async": AsyncClient(server.url),
+                       "async httpx": AsyncClient(server.url, transport=httpx.AsyncHTTPTransport())}
             assert lean._pool is not None and through_httpx._pool is None
-            print("| call | n | raw socket (floor) | client, default | client through httpx | "
-                  "default over floor | httpx over floor |")
-            print("|---|---|---|---|---|---|---|")
+            assert clients["async"]._pool is not None and clients["async httpx"]._pool is None
+            names = ["default", "httpx", "async", "async httpx"]
+            print("| call | n | raw socket (floor) | " + " | ".join(
+                f"client, {name}" for name in names) + " | " + " | ".join(
+                f"{name} over floor" for name in names) + " |")
+            print("|---|---|---|" + "---|" * 2 * len(names))
             for method in ("evaluate", "gradient"):
                 for n in (1, 64, 4096):
                     a = measure.arrays(method, n, w)
@@ -78,16 +104,34 @@ def main(argv: list[str] | None = None) -> int:
                     paths = {"floor": raw_socket(server.url, path, body),
                              "default": measure.method_call(lean.model("mlp"), method, a),
                              "httpx": measure.method_call(through_httpx.model("mlp"), method, a)}
+                    for name, client in clients.items():
+                        call = measure.method_call(client.model("mlp"), method, a)
+                        paths[name] = lambda call=call: loop.run_until_complete(call())
                     res = run.interleaved(args.rounds, {
                         name: lambda fn=fn: time_calls(fn, calls) for name, fn in paths.items()})
                     m = {name: r["median_ms"] for name, r in res.items()}
-                    print(f"| {method} | {n} | {m['floor']:.3f} ms | {m['default']:.3f} ms | "
-                          f"{m['httpx']:.3f} ms | +{(m['default'] - m['floor']) * 1e3:.0f} µs | "
-                          f"+{(m['httpx'] - m['floor']) * 1e3:.0f} µs |")
+                    print(f"| {method} | {n} | {m['floor']:.3f} ms | " + " | ".join(
+                        f"{m[name]:.3f} ms" for name in names) + " | " + " | ".join(
+                        f"{(m[name] - m['floor']) * 1e3:+.0f} µs" for name in names) + " |")
+            print(f"\n(median call over {args.rounds} interleaved rounds of {args.calls} calls, a "
+                  "tenth at n = 4096; binary encoding; one connection)\n")
+            print("| async client, 16 calls in flight | n | default: calls/s | default: client "
+                  "CPU per call | through httpx: calls/s | through httpx: client CPU per call |")
+            print("|---|---|---|---|---|---|")
+            for n in (1, 64):
+                a = measure.arrays("gradient", n, w)
+                res = run.interleaved(args.rounds, {
+                    name: lambda call=measure.method_call(client.model("mlp"), "gradient", a):
+                    in_flight(loop, call, args.calls * 4) for name, client in clients.items()})
+                d, h = res["async"], res["async httpx"]
+                print(f"| gradient | {n} | {d['rps']:.0f} | {d['cpu_us']:.0f} µs | {h['rps']:.0f} "
+                      f"| {h['cpu_us']:.0f} µs |")
+            for client in clients.values():
+                loop.run_until_complete(client.aclose())
     finally:
         server.stop()
-    print(f"\n(median call over {args.rounds} interleaved rounds of {args.calls} calls, a tenth "
-          "at n = 4096; binary encoding; one connection)")
+    print(f"\n({args.rounds} interleaved rounds of {args.calls * 4} calls; the client's CPU "
+          "time, all its threads, per call)")
     return 0
 
 
