@@ -6,8 +6,8 @@ httpcore, h11) adds 0.45-0.85 ms per call at n <= 64 here, this path 0.15-0.3 ms
 and decoding (``python bench/client_overhead.py``). It covers what such a loop needs and nothing
 else: plain ``http://`` to a server without a proxy in between, head and body handed to the socket
 in one system call, answers read whole and parsed by ``http.client``. Everything else (https,
-proxies from the environment, a caller's own httpx transport) goes through httpx, as does the
-async client.
+proxies from the environment, a caller's own httpx transport) goes through httpx. The async
+client's counterpart, over asyncio streams, is ``_async_connections``.
 
 Errors are raised as httpx's transport errors, so both paths share one retry and error mapping.
 """
