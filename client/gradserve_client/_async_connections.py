@@ -21,7 +21,7 @@ import io
 
 import httpx
 
-from ._connections import Answer, Server
+from ._connections import Answer, Server, StaleConnection
 
 __all__ = ["AsyncConnectionPool"]
 
@@ -80,19 +80,17 @@ class AsyncConnectionPool:
         try:
             try:
                 return await self._exchange(conn, method, message, url)
-            except _StaleConnection:
+            except StaleConnection:
                 if not reused:
-                    raise httpx.RemoteProtocolError(f"{url}: the server closed the connection "
-                                                    "without answering") from None
+                    raise StaleConnection.error(url) from None
             # As in the sync pool: a kept-alive connection the server closed as it was reused;
             # nothing was read, so the request goes once more on a new connection.
             conn.close()
             conn = await self._connect(url)
             try:
                 return await self._exchange(conn, method, message, url)
-            except _StaleConnection:
-                raise httpx.RemoteProtocolError(f"{url}: the server closed the connection "
-                                                "without answering") from None
+            except StaleConnection:
+                raise StaleConnection.error(url) from None
         except BaseException:  # a cancelled call included: its connection is half used
             conn.close()
             raise
@@ -108,7 +106,7 @@ class AsyncConnectionPool:
             raise httpx.WriteTimeout(f"{url}: could not send the request within "
                                      f"{self.timeout} s") from None
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            raise _StaleConnection from None
+            raise StaleConnection from None
         except OSError as exc:
             raise httpx.WriteError(f"{url}: {type(exc).__name__}: {exc}") from None
         try:
@@ -228,13 +226,13 @@ async def _read_head(reader: asyncio.StreamReader, url: str):
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
-                raise _StaleConnection from None  # closed before the first byte of the answer
+                raise StaleConnection from None  # closed before the first byte of the answer
             raise httpx.RemoteProtocolError(f"{url}: the answer broke off in its head") from None
         except asyncio.LimitOverrunError:
             raise httpx.RemoteProtocolError(f"{url}: the answer's head is over "
                                             f"{_READ} bytes") from None
         except (ConnectionResetError, ConnectionAbortedError):
-            raise _StaleConnection from None
+            raise StaleConnection from None
         except OSError as exc:
             raise httpx.RemoteProtocolError(f"{url}: {type(exc).__name__}: {exc}") from None
         status_line, _, rest = head.partition(b"\r\n")
@@ -249,7 +247,3 @@ async def _read_head(reader: asyncio.StreamReader, url: str):
             # An HTTP/1.0 answer ends its connection unless it says keep-alive.
             closes = "close" in tokens or (version == b"HTTP/1.0" and "keep-alive" not in tokens)
             return status, headers, closes
-
-
-class _StaleConnection(Exception):
-    """The connection was closed before any of the answer arrived."""

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["Answer", "ConnectionPool", "Server", "usable"]
+__all__ = ["Answer", "ConnectionPool", "Server", "StaleConnection", "usable"]
 
 
 class Answer:
@@ -98,19 +98,17 @@ class ConnectionPool:
         try:
             try:
                 return self._exchange(sock, method, message, url)
-            except _StaleConnection:
+            except StaleConnection:
                 if not reused:
-                    raise httpx.RemoteProtocolError(f"{url}: the server closed the connection "
-                                                    "without answering") from None
+                    raise StaleConnection.error(url) from None
             # The server closed a kept-alive connection as it was reused (its idle timeout):
             # nothing was read, so the request is sent once more on a new connection.
             sock.close()
             sock = self._connect(url)
             try:
                 return self._exchange(sock, method, message, url)
-            except _StaleConnection:
-                raise httpx.RemoteProtocolError(f"{url}: the server closed the connection "
-                                                "without answering") from None
+            except StaleConnection:
+                raise StaleConnection.error(url) from None
         except BaseException:
             sock.close()
             raise
@@ -123,7 +121,7 @@ class ConnectionPool:
             response.begin()
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             # includes http.client.RemoteDisconnected: closed before the status line
-            raise _StaleConnection from None
+            raise StaleConnection from None
         except socket.timeout:
             raise httpx.ReadTimeout(f"{url}: no answer within {self.timeout} s") from None
         except (OSError, http.client.HTTPException) as exc:
@@ -207,5 +205,12 @@ def _send_all(sock: socket.socket, parts: list[bytes]) -> None:
             views[0] = views[0][sent:]
 
 
-class _StaleConnection(Exception):
-    """The connection was closed before any of the answer arrived."""
+class StaleConnection(Exception):
+    """The connection was closed before any of the answer arrived (both pools: a reused one is
+    tried once more on a new connection)."""
+
+    @staticmethod
+    def error(url: str) -> httpx.RemoteProtocolError:
+        """What the caller hears when it happens on a new connection."""
+        return httpx.RemoteProtocolError(f"{url}: the server closed the connection without "
+                                         "answering")
