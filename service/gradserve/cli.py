@@ -25,10 +25,9 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, flag)
         if value is not None:
             os.environ[f"GRADSERVE_{flag.upper()}"] = str(value)
-    if args.allow_unauthenticated:
-        os.environ["GRADSERVE_ALLOW_UNAUTHENTICATED"] = "1"
-    if args.access_log:
-        os.environ["GRADSERVE_ACCESS_LOG"] = "1"
+    for switch in ("allow_unauthenticated", "access_log"):  # flags that can only turn on
+        if getattr(args, switch):
+            os.environ[f"GRADSERVE_{switch.upper()}"] = "1"
     try:
         settings = Settings()
     except ValidationError as exc:
