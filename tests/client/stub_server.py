@@ -74,3 +74,14 @@ def ok(body: bytes = ANSWER, extra: str = "") -> bytes:
 CHUNKED = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
            b"Connection: close\r\n\r\n" + f"{len(ANSWER):x}\r\n".encode() + ANSWER
            + b"\r\n0\r\n\r\n")
+
+
+def check_evaluates_on_one_connection(stub: StubServer, calls: int) -> None:
+    """``calls`` evaluates of x = ones((1, 2)) with the key "k" on model "m", all on one
+    kept-alive connection: the request line, the headers every request carries, the JSON body."""
+    assert stub.connections == 1 and len(stub.requests) == calls
+    head = stub.requests[0][1].decode()
+    assert head.startswith("POST /models/m/evaluate HTTP/1.1\r\n")
+    assert "\r\nAuthorization: Bearer k\r\n" in head
+    assert "\r\nUser-Agent: gradserve-client\r\n" in head
+    assert json.loads(stub.requests[0][2]) == {"x": [[1.0, 1.0]]}

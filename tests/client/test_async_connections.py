@@ -4,7 +4,6 @@ bounded, failing as the client's own errors, and used only where httpx is not ne
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 
 import gradserve_client as gc
 from factories import random_inputs
-from stub_server import ANSWER, CHUNKED, ok
+from stub_server import ANSWER, CHUNKED, check_evaluates_on_one_connection, ok
 
 X = np.ones((1, 2))
 
@@ -32,12 +31,7 @@ async def _evaluate(url, calls=1, **kwargs) -> list:
 @pytest.mark.parametrize("stub", [lambda conn, req: ok()], indirect=True)
 def test_one_connection_serves_many_calls(stub):
     assert asyncio.run(_evaluate(stub.url, calls=5, api_key="k")) == [[[1.0]]] * 5
-    assert stub.connections == 1 and len(stub.requests) == 5
-    head = stub.requests[0][1].decode()
-    assert head.startswith("POST /models/m/evaluate HTTP/1.1\r\n")
-    assert "\r\nAuthorization: Bearer k\r\n" in head
-    assert "\r\nUser-Agent: gradserve-client\r\n" in head
-    assert json.loads(stub.requests[0][2]) == {"x": [[1.0, 1.0]]}
+    check_evaluates_on_one_connection(stub, 5)
 
 
 @pytest.mark.parametrize("stub", [lambda conn, req: (ok(), "close") if conn == 0 else ok()],

@@ -18,7 +18,7 @@ import pytest
 import gradserve_client as gc
 from factories import random_inputs
 from gradserve_client import _connections
-from stub_server import CHUNKED, ok
+from stub_server import CHUNKED, check_evaluates_on_one_connection, ok
 
 
 def _client(url, **kwargs) -> gc.Client:
@@ -31,12 +31,7 @@ def test_one_connection_serves_many_calls(stub):
     with _client(stub.url, api_key="k") as client:
         for _ in range(5):
             assert client.model("m").evaluate(np.ones((1, 2))).tolist() == [[1.0]]
-    assert stub.connections == 1 and len(stub.requests) == 5
-    head = stub.requests[0][1].decode()
-    assert head.startswith("POST /models/m/evaluate HTTP/1.1\r\n")
-    assert "\r\nAuthorization: Bearer k\r\n" in head
-    assert "\r\nUser-Agent: gradserve-client\r\n" in head
-    assert json.loads(stub.requests[0][2]) == {"x": [[1.0, 1.0]]}
+    check_evaluates_on_one_connection(stub, 5)
 
 
 @pytest.mark.parametrize("stub", [lambda conn, req: (ok(), "close") if conn == 0 else ok()],
