@@ -8,12 +8,13 @@ for the same model and method (up to ``max_size``) and runs them as one batch on
 leaves at once, as a batch of one. Under load, requests arriving while the threads are busy
 pile up and leave together, which is where batching pays.
 
-One exception: a *quick* request (the data plane's call: its compiled call takes less than
-handing it to a thread and back, 0.1-0.3 ms of wake-ups on a small virtual machine) from a
-*lone* caller, finding nothing admitted, runs at once on the calling thread. A caller is lone
-while no other caller has sent a request for ``lone_gap`` seconds: an optimisation loop on one
-connection gets the shortest path, and as soon as callers overlap their requests queue and
-batch as above. The event loop is then held for at most that one quick call.
+One exception: a *quick* request (the data plane's call: its compiled call fits the inline
+budget, ``GRADSERVE_INLINE_MAX_MS``) from a *lone* caller, finding nothing admitted, runs at
+once on the calling thread, sparing it the hand-off to a thread and back (0.1-0.6 ms on a small
+virtual machine, more than a small call costs). A caller is lone while no other caller has sent
+a request for ``lone_gap`` seconds: an optimisation loop on one connection gets the shortest
+path, and as soon as callers overlap their requests queue and batch as above. The event loop
+is then held for at most that one quick call.
 
 The queue is bounded: a request that finds ``queue_size`` requests already admitted (waiting or
 in a running batch) is refused at once with ``Unavailable`` (503 + Retry-After), which is the
@@ -135,8 +136,9 @@ class Batcher:
         """The result of ``call``, once its batch has run; ``Unavailable`` at once if
         ``queue_size`` requests are admitted. A batch's error is raised here, in every request
         of that batch. ``runner``, ``labels``, ``mergeable``: as ``add_queue``, the first time.
-        ``caller``: who sends it (a connection; None: unknown, never lone); ``quick``: cheaper
-        to run than to hand over, so run at once when the caller is lone and nothing waits."""
+        ``caller``: who sends it (a connection; None: unknown, never lone); ``quick``: short
+        enough to hold the event loop for, so run at once when the caller is lone and nothing
+        waits."""
         queue = self._queues.get(key)
         if queue is None:
             self.add_queue(key, runner, labels, mergeable)

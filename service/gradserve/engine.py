@@ -345,8 +345,8 @@ class Model:
 
     def _time_kernels(self) -> None:
         """Time one call of each single-request kernel per row bucket (the fastest of three, on
-        zeros, numpy in and out), so a service can tell which calls cost less than handing
-        them to another thread."""
+        zeros, numpy in and out), so a service can tell which calls are short enough to run
+        without handing them to another thread."""
         for kernel in sorted(STACKABLE):
             for bucket in self.buckets:
                 fn = self._executable(kernel, bucket)

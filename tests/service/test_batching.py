@@ -355,3 +355,31 @@ def test_inline_max_ms_zero_keeps_every_call_on_the_compute_threads(tmp_path):
             "gradserve_inline_requests_total", {"model": "tiny", "method": "evaluate"})
     finally:
         plane_off.close()
+
+
+def test_the_inline_budget_splits_calls_by_their_timed_cost(tmp_path, monkeypatch):
+    """With the default budget, a lone caller's call timed within it runs inline and one timed
+    beyond it goes to a compute thread (the timings stand in for a small and a large call)."""
+    repo = gradserve.ModelRepository(tmp_path / "models")
+    base = random_model(44, m=2, k=1)
+    repo.write("tiny", base.spec, base.get_weights())
+    plane_default = create_app(Settings(models=repo.root, buckets=(1,),
+                                        direction_buckets=(2,))).state.dataplane
+    plane_default.load()
+    try:
+        model = plane_default.model("tiny")
+        budget = plane_default.settings.inline_max_ms / 1000
+        x = random_inputs(model, 1)
+        get = plane_default.metrics.registry.get_sample_value
+        labels = {"model": "tiny", "method": "evaluate"}
+
+        def run(seconds):
+            monkeypatch.setattr(model, "estimated_seconds", lambda call: seconds)
+            asyncio.run(plane_default.evaluate("tiny", x, caller="a"))
+            return get("gradserve_inline_requests_total", labels) or 0, batches_of(
+                plane_default, "tiny")[0] or 0
+
+        assert run(budget * 0.9) == (1, 0)
+        assert run(budget * 1.1) == (1, 1)
+    finally:
+        plane_default.close()
