@@ -40,9 +40,9 @@ import servers  # noqa: E402
 
 ALL = [(m, n) for m in measure.METHODS for n in (1, 64, 4096, 65536)]
 PLANS = {  # seconds per load run, rounds per cell, the cells, calls per client or floor timing
-    "full": {"seconds": 2, "rounds": 3, "cells": ALL, "client_cells": ALL,
+    "full": {"seconds": 2, "rounds": 5, "cells": ALL, "client_cells": ALL,
              "peer_cells": [(m, n) for m in measure.METHODS for n in (1, 64, 4096)],
-             "reps": {1: 100, 64: 100, 4096: 10, 65536: 2}},
+             "reps": {1: 100, 64: 100, 4096: 40, 65536: 2}},
     "quick": {"seconds": 1, "rounds": 2,
               "cells": [(m, n) for m in measure.METHODS for n in (1, 64)] + [("gradient", 4096), ("gradient", 65536)],
               "client_cells": [("gradient", n) for n in (1, 64, 4096, 65536)],
