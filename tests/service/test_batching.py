@@ -10,6 +10,7 @@ opens the gate.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -53,6 +54,21 @@ def plane(app):
 def reference(plane):
     """The same model called in process: each call computed alone, no batching."""
     return plane.model("net")
+
+
+@contextlib.contextmanager
+def tiny_plane(tmp_path, seed: int, **settings):
+    """A loaded data plane of its own serving one small model, "tiny", with ``settings``."""
+    repo = gradserve.ModelRepository(tmp_path / "models")
+    base = random_model(seed, m=2, k=1)
+    repo.write("tiny", base.spec, base.get_weights())
+    plane = create_app(Settings(models=repo.root, buckets=(1,), direction_buckets=(2,),
+                                **settings)).state.dataplane
+    plane.load()
+    try:
+        yield plane
+    finally:
+        plane.close()
 
 
 class Gate:
@@ -215,13 +231,7 @@ def test_batching_settings():
 
 def test_queue_size_applies_with_batching_off(tmp_path):
     """Turning merging off keeps the bounded queue: shedding does not depend on batching."""
-    repo = gradserve.ModelRepository(tmp_path / "models")
-    base = random_model(42, m=2, k=1)
-    repo.write("tiny", base.spec, base.get_weights())
-    plane_off = create_app(Settings(models=repo.root, buckets=(1,), direction_buckets=(2,),
-                                    batching=False, compute_threads=1, queue_size=3)).state.dataplane
-    plane_off.load()
-    try:
+    with tiny_plane(tmp_path, 42, batching=False, compute_threads=1, queue_size=3) as plane_off:
         async def run():
             async with Gate(plane_off) as gate:
                 x = random_inputs(plane_off.model("tiny"), 1)
@@ -234,8 +244,6 @@ def test_queue_size_applies_with_batching_off(tmp_path):
 
         assert asyncio.run(run()).retry_after >= 1
         assert batches_of(plane_off, "tiny") == (2.0, 2.0)  # each request ran alone
-    finally:
-        plane_off.close()
 
 
 def batches_of(plane, model: str) -> tuple[float, float]:
@@ -336,13 +344,7 @@ def test_inline_requests_over_http_get_the_unbatched_results(app, plane, referen
 
 
 def test_inline_max_ms_zero_keeps_every_call_on_the_compute_threads(tmp_path):
-    repo = gradserve.ModelRepository(tmp_path / "models")
-    base = random_model(43, m=2, k=1)
-    repo.write("tiny", base.spec, base.get_weights())
-    plane_off = create_app(Settings(models=repo.root, buckets=(1,), direction_buckets=(2,),
-                                    inline_max_ms=0)).state.dataplane
-    plane_off.load()
-    try:
+    with tiny_plane(tmp_path, 43, inline_max_ms=0) as plane_off:
         x = random_inputs(plane_off.model("tiny"), 1)
 
         async def run():
@@ -353,20 +355,12 @@ def test_inline_max_ms_zero_keeps_every_call_on_the_compute_threads(tmp_path):
         assert batches_of(plane_off, "tiny") == (3.0, 3.0)
         assert not plane_off.metrics.registry.get_sample_value(
             "gradserve_inline_requests_total", {"model": "tiny", "method": "evaluate"})
-    finally:
-        plane_off.close()
 
 
 def test_the_inline_budget_splits_calls_by_their_timed_cost(tmp_path, monkeypatch):
     """With the default budget, a lone caller's call timed within it runs inline and one timed
     beyond it goes to a compute thread (the timings stand in for a small and a large call)."""
-    repo = gradserve.ModelRepository(tmp_path / "models")
-    base = random_model(44, m=2, k=1)
-    repo.write("tiny", base.spec, base.get_weights())
-    plane_default = create_app(Settings(models=repo.root, buckets=(1,),
-                                        direction_buckets=(2,))).state.dataplane
-    plane_default.load()
-    try:
+    with tiny_plane(tmp_path, 44) as plane_default:
         model = plane_default.model("tiny")
         budget = plane_default.settings.inline_max_ms / 1000
         x = random_inputs(model, 1)
@@ -381,5 +375,3 @@ def test_the_inline_budget_splits_calls_by_their_timed_cost(tmp_path, monkeypatc
 
         assert run(budget * 0.9) == (1, 0)
         assert run(budget * 1.1) == (1, 1)
-    finally:
-        plane_default.close()
