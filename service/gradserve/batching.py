@@ -12,8 +12,12 @@ One exception: a *quick* request (the data plane's call: its compiled call fits 
 budget, ``GRADSERVE_INLINE_MAX_MS``) from a *lone* caller, finding nothing admitted, runs at
 once on the calling thread, sparing it the hand-off to a thread and back (0.1-0.6 ms on a small
 virtual machine, more than a small call costs). A caller is lone while no other caller has sent
-a request for ``lone_gap`` seconds: an optimisation loop on one connection gets the shortest
-path, and as soon as callers overlap their requests queue and batch as above. The event loop
+a request for ``lone_gap`` seconds and no other request is in progress (still arriving or being
+decoded: the front end counts them, ``Metrics.in_progress``): an optimisation loop on one
+connection gets the shortest path, and as soon as callers overlap their requests queue and
+batch as above. Without the count, a burst of large bodies that each take longer than
+``lone_gap`` to decode would look like lone callers one after another and never reach the
+bounded queue. The event loop
 is then held for at most that one quick call.
 
 The queue is bounded: a request that finds ``queue_size`` requests already admitted (waiting or
@@ -148,7 +152,8 @@ class Batcher:
                               and now - self._last_arrival <= self.lone_gap):
             self._company_until = now + self.lone_gap
         self._last_caller, self._last_arrival = caller, now
-        if quick and now >= self._company_until and not self._admitted:
+        if (quick and now >= self._company_until and not self._admitted
+                and self.metrics.in_progress <= 1):  # itself, or a caller that is not HTTP
             queue.inline.inc()
             return queue.runner([call])[0]
         if self._admitted >= self.queue_size:

@@ -45,6 +45,13 @@ class Metrics:
         self.queue_depth = Gauge(
             "gradserve_queue_depth", "Compute requests waiting for a compute thread",
             registry=self.registry)
+        # Counted by the HTTP front end as requests begin and end; the batcher reads it to tell a
+        # lone caller from one whose neighbours are still sending or decoding their bodies.
+        self.in_progress = 0
+        self.requests_in_progress = Gauge(
+            "gradserve_http_requests_in_progress", "HTTP requests being served now",
+            registry=self.registry)
+        self.requests_in_progress.set_function(lambda: self.in_progress)
         self.shed = Counter(
             "gradserve_shed_requests", "Compute requests answered 503 because the queue was full",
             ["model", "method"], registry=self.registry)

@@ -291,6 +291,25 @@ def test_a_lone_callers_quick_request_runs_on_the_calling_thread(lone_batcher):
     assert alone_again == loop_thread
 
 
+def test_a_quick_request_with_another_in_progress_runs_on_a_compute_thread(lone_batcher):
+    """The front end is still receiving or decoding another request (one caller's large body
+    can take longer than the lone gap): the caller is not lone, whatever the gap says."""
+    batcher = lone_batcher
+
+    async def run():
+        batcher.metrics.in_progress = 2  # this request and another one
+        crowded = await batcher.submit("probe", None, runner=_thread_of_runner, caller="a",
+                                       quick=True)
+        batcher.metrics.in_progress = 1  # only this one
+        alone = await batcher.submit("probe", None, runner=_thread_of_runner, caller="a",
+                                     quick=True)
+        return threading.get_ident(), crowded, alone
+
+    loop_thread, crowded, alone = asyncio.run(run())
+    assert crowded != loop_thread
+    assert alone == loop_thread
+
+
 def test_a_quick_request_queues_behind_admitted_ones(lone_batcher):
     """The same lone caller, but a request of its own is still running: the quick one waits
     its turn on a compute thread instead of overtaking it on the loop."""

@@ -34,8 +34,8 @@ application/x-safetensors`, as little-endian binary tensors. Errors are
 
 
 class MetricsMiddleware:
-    """Counts answers by route template and status, and times them (a plain ASGI wrapper: the
-    per-request cost is a few microseconds)."""
+    """Counts answers by route template and status, times them, and counts the requests in
+    progress (a plain ASGI wrapper: the per-request cost is a few microseconds)."""
 
     def __init__(self, app, metrics: Metrics):
         self.app = app
@@ -53,9 +53,11 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_progress += 1
         try:
             await self.app(scope, receive, send_status)
         finally:
+            self.metrics.in_progress -= 1
             route = scope.get("route")
             self.metrics.observe_request(getattr(route, "path", "unmatched"), status,
                                          time.perf_counter() - start)
