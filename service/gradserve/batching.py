@@ -12,13 +12,13 @@ One exception: a *quick* request (the data plane's call: its compiled call fits 
 budget, ``GRADSERVE_INLINE_MAX_MS``) from a *lone* caller, finding nothing admitted, runs at
 once on the calling thread, sparing it the hand-off to a thread and back (0.1-0.6 ms on a small
 virtual machine, more than a small call costs). A caller is lone while no other caller has sent
-a request for ``lone_gap`` seconds and no other request is in progress (still arriving or being
-decoded: the front end counts them, ``Metrics.in_progress``): an optimisation loop on one
-connection gets the shortest path, and as soon as callers overlap their requests queue and
-batch as above. Without the count, a burst of large bodies that each take longer than
-``lone_gap`` to decode would look like lone callers one after another and never reach the
-bounded queue. The event loop
-is then held for at most that one quick call.
+a request for ``lone_gap`` seconds and no other request is in progress (say, still arriving or
+being decoded; the HTTP front end counts them in ``Metrics.in_progress``): an optimisation loop
+on one connection gets the shortest path, and as soon as callers overlap their requests queue
+and batch as above. The event loop is then held for at most that one quick call. (Without the
+count, a burst of large bodies that each take longer than ``lone_gap`` to decode would look
+like lone callers one after another, run one by one on the loop and never meet the bounded
+queue.)
 
 The queue is bounded: a request that finds ``queue_size`` requests already admitted (waiting or
 in a running batch) is refused at once with ``Unavailable`` (503 + Retry-After), which is the
