@@ -310,6 +310,23 @@ def test_a_quick_request_with_another_in_progress_runs_on_a_compute_thread(lone_
     assert alone == loop_thread
 
 
+def test_requests_in_progress_are_counted_and_released(app, plane):
+    """What the lone-caller rule reads: every HTTP request counts while it is served, one that
+    fails included, and none is left counted once answered."""
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ok = await client.post("/models/net/evaluate", json={"x": [[0.1, 0.2, 0.3]]})
+            bad = await client.post("/models/net/evaluate", json={"x": [[0.1]]})
+            scrape = await client.get("/metrics")
+        return ok.status_code, bad.status_code, scrape.text
+
+    ok, bad, text = asyncio.run(run())
+    assert (ok, bad) == (200, 422)
+    assert "\ngradserve_http_requests_in_progress 1.0\n" in text  # the scrape itself
+    assert plane.metrics.in_progress == 0
+
+
 def test_a_quick_request_queues_behind_admitted_ones(lone_batcher):
     """The same lone caller, but a request of its own is still running: the quick one waits
     its turn on a compute thread instead of overtaking it on the loop."""
