@@ -92,10 +92,10 @@ class ComputeRoute(APIRoute):
 class ComputeLane:
     """Hands a POST to a compute route straight to that route, past the app's routing.
 
-    The router tries routes one by one, and FastAPI's inner middleware wraps each request: about
-    a third of a batched request's Python time on the event loop (BENCHMARKS.md). This lane sits inside
-    the app's own middleware (metrics, time limit, error pages, telemetry all still apply) and
-    matches what a compute route's template would match: ``/models/{name}/<method>`` with a
+    The router tries routes one by one, and FastAPI's inner middleware wraps each request: about a
+    third of a batched request's Python time on the event loop (BENCHMARKS.md). This lane sits
+    inside the app's own middleware (metrics, time limit, error pages, telemetry all still apply)
+    and matches what a compute route's template would match: ``/models/{name}/<method>`` with a
     non-empty name, or ``/<method>`` for the default model. Everything else, a GET to a compute
     path included (405), goes on to the router. The compute routes are the first the router tries
     for these paths (``routes.py``), so both ways reach the same route.
