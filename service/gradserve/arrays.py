@@ -1,7 +1,8 @@
 """Checks at the boundary: every array a caller hands us is checked here, once.
 
 Each check raises InvalidInput with a message that names the array, the expected shape and what
-was received, or the first non-finite entry.
+was received, or the first non-finite entry. ``finite=False`` leaves the entries to a later
+``check_finite`` (the engine checks a call's entries on the thread that runs it).
 """
 
 from __future__ import annotations
@@ -36,34 +37,38 @@ def check_finite(name: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def as_matrix(name: str, value: object, cols: int, dtype: np.dtype, what: str = "") -> np.ndarray:
-    """(n, cols) array, n >= 1, finite, in ``dtype``."""
+def as_matrix(name: str, value: object, cols: int, dtype: np.dtype, what: str = "",
+              finite: bool = True) -> np.ndarray:
+    """(n, cols) array, n >= 1, finite (unless ``finite=False``), in ``dtype``."""
     arr = _as_float(name, value, dtype)
     if arr.ndim != 2 or arr.shape[1] != cols or arr.shape[0] == 0:
         hint = f" ({what})" if what else ""
         raise InvalidInput(
             f"{name} must have shape (n, {cols}) with n >= 1{hint}; got shape {arr.shape}"
         )
-    return check_finite(name, arr)
+    return check_finite(name, arr) if finite else arr
 
 
-def as_vector(name: str, value: object, size: int, dtype: np.dtype) -> np.ndarray:
-    """(size,) from (size, 1) or (size,), finite, in ``dtype``."""
+def as_vector(name: str, value: object, size: int, dtype: np.dtype,
+              finite: bool = True) -> np.ndarray:
+    """(size,) from (size, 1) or (size,), finite (unless ``finite=False``), in ``dtype``."""
     arr = _as_float(name, value, dtype)
     if arr.shape not in ((size, 1), (size,)):
         raise InvalidInput(f"{name} must have shape ({size}, 1) or ({size},); got shape {arr.shape}")
-    return check_finite(name, arr.reshape(size))
+    arr = arr.reshape(size)
+    return check_finite(name, arr) if finite else arr
 
 
 def as_stack(name: str, value: object, shape: tuple[int, ...], dtype: np.dtype,
-             what: str = "") -> np.ndarray:
-    """(*shape, r), r >= 1, finite, in ``dtype``: r directions stacked on the last axis."""
+             what: str = "", finite: bool = True) -> np.ndarray:
+    """(*shape, r), r >= 1, finite (unless ``finite=False``), in ``dtype``: r directions stacked
+    on the last axis."""
     arr = _as_float(name, value, dtype)
     if arr.ndim != len(shape) + 1 or arr.shape[:-1] != tuple(shape) or arr.shape[-1] == 0:
         expected = "(" + ", ".join(str(s) for s in shape) + ", r)"
         hint = f" ({what})" if what else ""
         raise InvalidInput(f"{name} must have shape {expected} with r >= 1{hint}; got shape {arr.shape}")
-    return check_finite(name, arr)
+    return check_finite(name, arr) if finite else arr
 
 
 def shape_of(value: object) -> tuple[int, ...] | None:

@@ -22,9 +22,10 @@ queue.)
 
 The queue is bounded: a request that finds ``queue_size`` requests already admitted (waiting or
 in a running batch) is refused at once with ``Unavailable`` (503 + Retry-After), which is the
-service's load shedding, batching on or off. A batch that
-fails hands its error to every request in it; a request's own bad input never reaches a batch,
-since requests are validated before they are queued.
+service's load shedding, batching on or off. A batch that fails hands its error to every request
+in it. A request's own bad input fails that request alone: shapes are checked before it is
+queued, and a runner puts the error of a call it refuses (say, a non-finite entry, checked on
+the compute thread) in that call's place among the results.
 
 Everything here runs on the event loop thread, so its state needs no lock; only the batches
 themselves run on the executor.
@@ -45,7 +46,8 @@ from .metrics import Metrics
 
 __all__ = ["Batcher"]
 
-Runner = Callable[[list], list]  # calls -> results, in order (``Model.run_many``)
+# calls -> results, in order (``Model.run_many``); an exception in a call's place fails that call
+Runner = Callable[[list], list]
 
 
 @dataclass(eq=False)
@@ -155,7 +157,7 @@ class Batcher:
         if (quick and now >= self._company_until and not self._admitted
                 and self.metrics.in_progress <= 1):  # itself, or a caller that is not HTTP
             queue.inline.inc()
-            return queue.runner([call])[0]
+            return _outcome(queue.runner([call])[0])
         if self._admitted >= self.queue_size:
             queue.shed.inc()
             raise Unavailable(f"the compute queue is full ({self._admitted} requests admitted, "
@@ -239,13 +241,23 @@ class Batcher:
         error = done.exception() if not done.cancelled() else asyncio.CancelledError()
         if error is None:
             for w, result in zip(batch, done.result()):
-                if not w.future.done():
+                if w.future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    w.future.set_exception(result)
+                else:
                     w.future.set_result(result)
         else:
             for w in batch:  # every request of a failed batch hears why
                 if not w.future.done():
                     w.future.set_exception(error)
         self._dispatch()
+
+
+def _outcome(result):
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def _running_in(loop: asyncio.AbstractEventLoop) -> bool:

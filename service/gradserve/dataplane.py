@@ -357,17 +357,18 @@ class DataPlane:
         what = f"the {method} answer for {rows} rows" + (
             f" and {directions} directions" if directions > 1 else "")
         self._check_answer_size(fixed + rows * per_row, what, per_row, fixed)
-        # A bad request fails here, alone: it never shares (and never fails) a batch.
+        # A request of the wrong shape fails here; one with a non-finite entry, or a non-finite
+        # result, fails in its batch: alone either way, never failing the others.
         work = prepare()
         batched = method in _BATCHED
         start = time.perf_counter()
         quick = batched and model.estimated_seconds(work) <= self._inline_seconds
         result = await self.batcher.submit(
-            (model, method), work, runner=model.run_many if batched else _each,
+            (model, method), work,
+            runner=partial(_finite_results, method, model.run_many if batched else _each),
             labels=(model.name, method), mergeable=_mergeable(model) if batched else _never,
             caller=caller, quick=quick)
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
-        _check_finite_result(method, result)
         return result
 
     def _check_answer_size(self, size: int, what: str, per_row: int = 0, fixed: int = 0) -> None:
@@ -410,9 +411,17 @@ def _use_compilation_cache(folder) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _check_finite_result(method: str, result) -> None:
-    arrays = result if isinstance(result, tuple) else (result,)
-    for arr in arrays:
-        if not np.isfinite(arr).all():
-            raise InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
-                               "probably far outside the range the model was trained on")
+def _finite_results(method: str, runner: Callable[[list], list], calls: list) -> list:
+    """``runner``'s results, a result holding a non-finite number replaced by the error that
+    refuses it: checked on the thread that runs the batch, as the inputs are (``Model.prepare``
+    says why)."""
+    results = runner(calls)
+    for i, result in enumerate(results):
+        if isinstance(result, BaseException):
+            continue
+        if not all(np.isfinite(arr).all() for arr in (result if isinstance(result, tuple)
+                                                      else (result,))):
+            results[i] = InvalidInput(
+                f"{method} produced a non-finite result (overflow): the inputs are probably far "
+                "outside the range the model was trained on")
+    return results

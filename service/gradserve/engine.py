@@ -225,11 +225,15 @@ class Model:
     # --- validated calls, run alone or many at once ---------------------------------------------
 
     def prepare(self, method: str, x, *, w=None, dw=None, dx=None, py=None) -> Call:
-        """Check every argument of ``method`` (evaluate, forward_derivative or gradient) once,
-        InvalidInput naming the array, the expected and the received shape; return the call,
-        ready for ``run`` or ``run_many``."""
-        w = None if w is None else as_vector("w", w, self.n_weights, self.dtype)
-        x = self._x(x)
+        """Check the arguments of ``method`` (evaluate, forward_derivative or gradient): present,
+        numeric, shaped as the method needs (InvalidInput naming the array, the expected and the
+        received shape); return the call, ready for ``run`` or ``run_many``.
+
+        Their entries are checked finite when the call runs, on the thread that runs it:
+        ``run_many`` checks its calls off a service's event loop, where a check of a (p,) array
+        while compute threads wait for the interpreter lock costs ten times its own time."""
+        w = None if w is None else as_vector("w", w, self.n_weights, self.dtype, finite=False)
+        x = self._x(x, finite=False)
         n, m, p = x.shape[0], self.n_inputs, self.n_weights
         if method == "evaluate":
             return Call(method, "evaluate", {"x": x}, w)
@@ -241,32 +245,48 @@ class Model:
             if r is not None:
                 stack = "several directions, one per column of dw / last-axis entry of dx"
                 dws = (np.zeros((p, r), self.dtype) if dw is None
-                       else as_stack("dw", dw, (p,), self.dtype, stack))
+                       else as_stack("dw", dw, (p,), self.dtype, stack, finite=False))
                 dxs = (np.zeros((n, m, r), self.dtype) if dx is None
-                       else as_stack("dx", dx, (n, m), self.dtype, stack))
+                       else as_stack("dx", dx, (n, m), self.dtype, stack, finite=False))
                 check_same_count("dw", dws, "dx", dxs)
-                return Call(method, "jvp_many", {"dW": dws, "x": x, "dX": dxs}, w)
-            dw = np.zeros(p, self.dtype) if dw is None else as_vector("dw", dw, p, self.dtype)
+                return Call(method, "jvp_many", {"x": x, "dW": dws, "dX": dxs}, w)
+            dw = (np.zeros(p, self.dtype) if dw is None
+                  else as_vector("dw", dw, p, self.dtype, finite=False))
             if dx is None:
-                return Call(method, "jvp_w", {"dw": dw, "x": x}, w)
-            dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x")
+                return Call(method, "jvp_w", {"x": x, "dw": dw}, w)
+            dx = as_matrix("dx", dx, m, self.dtype, "the same shape as x", finite=False)
             check_rows("dx", dx, n)
-            return Call(method, "jvp", {"dw": dw, "x": x, "dx": dx}, w)
+            return Call(method, "jvp", {"x": x, "dw": dw, "dx": dx}, w)
         if method == "gradient":
             shape = shape_of(py)
             if shape is not None and len(shape) == 3:
                 pys = as_stack("py", py, (n, self.n_outputs), self.dtype,
-                               "one row per row of x, one column per output, one slice per direction")
+                               "one row per row of x, one column per output, one slice per direction",
+                               finite=False)
                 return Call(method, "vjp_many", {"x": x, "PY": pys}, w)
             py = as_matrix("py", py, self.n_outputs, self.dtype,
-                           "one row per row of x, one column per output")
+                           "one row per row of x, one column per output", finite=False)
             check_rows("py", py, n)
             return Call(method, "vjp", {"x": x, "py": py}, w)
         raise ValueError(f"unknown method {method!r}")
 
     def run(self, call: Call):
         """The result of one call, computed alone: y or dy (n, k) (dy (n, k, r) for r
-        directions), or (pw (p, 1), px (n, m)) ((p, 1, r), (n, m, r) for r directions)."""
+        directions), or (pw (p, 1), px (n, m)) ((p, 1, r), (n, m, r) for r directions).
+        InvalidInput if an entry of its arguments is not finite."""
+        call.check_finite()
+        return self._run_call(call)
+
+    def run_many(self, calls: list[Call]) -> list:
+        """The results of calls of one method, in order, in as few compiled calls as the compiled
+        shapes allow (see ``gradserve.stacking``). Each equals ``run(call)``: bitwise on a CPU;
+        with ``vectorize`` (accelerators) to rounding, as a vmapped kernel may order sums
+        differently. A call that ``run`` would refuse (an entry not finite) gets its InvalidInput
+        in its place, not raised: it fails alone, and is not computed."""
+        return stacking.run_many(self, calls)
+
+    def _run_call(self, call: Call):
+        """``run`` of a call whose entries are known to be finite."""
         w = self._state[1] if call.w is None else call.w
         if call.kernel == "vjp":
             pws, px = self._run("vjp", w, call.arrays, summed=0)
@@ -275,13 +295,6 @@ class Model:
             pws, pxs = self._run("vjp_many", w, call.arrays, summed=0)
             return pws[:, None, :], pxs
         return self._run(call.kernel, w, call.arrays)[0]
-
-    def run_many(self, calls: list[Call]) -> list:
-        """The results of calls of one method, in order, in as few compiled calls as the compiled
-        shapes allow (see ``gradserve.stacking``). Each equals ``run(call)``: bitwise on a CPU;
-        with ``vectorize`` (accelerators) to rounding, as a vmapped kernel may order sums
-        differently."""
-        return stacking.run_many(self, calls)
 
     # --- beyond the four methods --------------------------------------------------------------
 
@@ -416,8 +429,9 @@ class Model:
             return self._state[1]
         return as_vector("w", w, self.n_weights, self.dtype)
 
-    def _x(self, x: np.ndarray) -> np.ndarray:
-        return as_matrix("x", x, self.n_inputs, self.dtype, "one row per sample, one column per input")
+    def _x(self, x: np.ndarray, finite: bool = True) -> np.ndarray:
+        return as_matrix("x", x, self.n_inputs, self.dtype,
+                         "one row per sample, one column per input", finite)
 
     def _run(self, kernel: str, w, arrays: dict[str, np.ndarray],
              summed: int | None = None) -> list[np.ndarray]:

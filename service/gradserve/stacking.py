@@ -4,6 +4,9 @@ The engine's evaluate, jvp and vjp kernels exist here over a leading slot axis, 
 its own w per slot (``kernels``), compiled by ``Model.warmup`` for a fixed set of (rows, slots)
 shapes. ``run_many`` (behind ``Model.run_many``) splits a batch of calls of one method:
 
+- a call with an entry that is not finite is not run: its InvalidInput takes its place, so it
+  fails alone (entries are checked here, on the thread that runs the batch: see
+  ``Model.prepare``);
 - a call that cannot be stacked (several directions at once) or has more rows than the largest
   slot bucket runs alone: it fills the machine by itself;
 - the others each get a slot. Calls are grouped by the bucket each would use alone, and a group
@@ -26,6 +29,9 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import numpy as np
 
+from .arrays import check_finite
+from .errors import InvalidInput
+
 if TYPE_CHECKING:
     from .engine import Model
 
@@ -33,6 +39,8 @@ __all__ = ["Call", "STACKABLE", "arg_shapes", "kernels", "run_many"]
 
 # Kernels a request may run alone that also exist stacked (jvp_w as jvp with dx = 0).
 STACKABLE = frozenset({"evaluate", "jvp", "jvp_w", "vjp"})
+# The names callers give the arrays that a call holds in their many-direction form.
+_GIVEN_NAMES = {"dW": "dw", "dX": "dx", "PY": "py"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,14 @@ class Call:
     @property
     def stackable(self) -> bool:
         return self.kernel in STACKABLE
+
+    def check_finite(self) -> None:
+        """InvalidInput naming the first argument (w, x, then the others) with an entry that is
+        not finite, and where."""
+        if self.w is not None:
+            check_finite("w", self.w)
+        for name, arr in self.arrays.items():
+            check_finite(_GIVEN_NAMES.get(name, name), arr)
 
 
 def kernels(base: dict[str, Callable], vectorize: bool) -> dict[str, Callable]:
@@ -84,22 +100,28 @@ def arg_shapes(kernel: str, slots: int, n: int, m: int, k: int, p: int) -> list[
 
 
 def run_many(model: "Model", calls: list[Call]) -> list:
-    """Results of ``calls`` (all of one method), in order; see the module docstring."""
+    """Results of ``calls`` (all of one method), in order; a call with an entry that is not
+    finite gets its InvalidInput instead. See the module docstring."""
     results: list = [None] * len(calls)
     largest = model.slot_buckets[-1] if model.slot_buckets else 0
     by_bucket: dict[int, list[int]] = {}
     for i, call in enumerate(calls):
+        try:
+            call.check_finite()
+        except InvalidInput as exc:
+            results[i] = exc
+            continue
         if call.stackable and call.rows <= largest and len(calls) > 1:
             by_bucket.setdefault(model.bucket_for(call.rows), []).append(i)
         else:
-            results[i] = model.run(call)
+            results[i] = model._run_call(call)
     stored = model._state[0]  # one read: one version of the stored weights for the whole batch
     most = model.slots[-1] if model.slots else 1
     for rows, members in by_bucket.items():
         for start in range(0, len(members), most):
             part = members[start:start + most]
             if len(part) == 1:  # a slot kernel would only add padding
-                results[part[0]] = model.run(calls[part[0]])
+                results[part[0]] = model._run_call(calls[part[0]])
                 continue
             for i, out in zip(part, _stacked(model, [calls[i] for i in part], rows, stored)):
                 results[i] = out

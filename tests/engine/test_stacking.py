@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import jax
 import numpy as np
 import pytest
@@ -68,6 +71,29 @@ def test_run_many_is_bitwise_run(model, method, weights):
     exact = jax.default_backend() == "cpu"
     for call, result in zip(calls, results, strict=True):
         assert_same(result, model.run(call), exact)
+
+
+@pytest.mark.parametrize("method", ["evaluate", "forward_derivative", "gradient"])
+def test_a_call_with_a_non_finite_entry_fails_alone(model, method):
+    """Entries are checked when calls run: a bad call gets its error in its place, in a slot
+    group and alone (more rows than a slot holds), and the others their own results."""
+    calls = mixed_calls(model, method, "distinct", (1, 1, 1, 9, 1), seed=5)
+    name = {"evaluate": "x", "forward_derivative": "dw", "gradient": "py"}[method]
+    broken = {}
+    for i in (1, 3):
+        arrays = {k: a.copy() for k, a in calls[i].arrays.items()}
+        arrays[name][(0,) * arrays[name].ndim] = np.nan
+        calls[i] = dataclasses.replace(calls[i], arrays=arrays)
+        broken[i] = rf"{name} must be finite; {name}\[0(, 0)?\] is nan"
+    results = model.run_many(calls)
+    for i, (call, result) in enumerate(zip(calls, results, strict=True)):
+        if i in broken:
+            assert isinstance(result, gradserve.InvalidInput)
+            assert re.fullmatch(broken[i], result.message), result.message
+            with pytest.raises(gradserve.InvalidInput, match=broken[i]):
+                model.run(call)
+        else:
+            assert_same(result, model.run(call), jax.default_backend() == "cpu")
 
 
 def test_vmapped_slots_agree_with_run():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -159,17 +160,39 @@ def test_merged_requests_get_the_unbatched_results(plane, reference):
 def test_a_bad_request_fails_alone(plane, reference):
     model = plane.model("net")
     x = random_inputs(model, 2)
+    w, py = model.get_weights(), np.ones((2, model.n_outputs))
+    nan_x, nan_w, huge_py = x.copy(), w.copy(), np.full_like(py, 1.7e308)
+    nan_x[1, 2], nan_w[5] = np.nan, np.inf
 
     async def run():
         async with Gate(plane) as gate:
             good = [asyncio.ensure_future(plane.evaluate("net", x + i)) for i in range(3)]
+            good += [asyncio.ensure_future(plane.gradient("net", w, x + i, py)) for i in range(2)]
             with pytest.raises(InvalidInput, match=r"x must have shape \(n, 3\)"):
                 await plane.evaluate("net", x[:, :2])  # refused before it is queued
-            await gate.queued(3)
-        return await asyncio.gather(*good)
+            # Entries are checked, and results, in the batch: each of these fails there, alone.
+            bad = [asyncio.ensure_future(plane.evaluate("net", nan_x)),
+                   asyncio.ensure_future(plane.gradient("net", nan_w, x, py)),
+                   asyncio.ensure_future(plane.gradient("net", w, x, huge_py))]
+            await gate.queued(8)
+        return (await asyncio.gather(*good),
+                await asyncio.gather(*bad, return_exceptions=True))
 
-    for i, y in enumerate(asyncio.run(run())):
+    before = batches(plane, "gradient")
+    good, bad = asyncio.run(run())
+    for i, y in enumerate(good[:3]):
         np.testing.assert_array_equal(y, reference.evaluate(x + i))
+    for i, (pw, px) in enumerate(good[3:]):
+        want = reference.gradient(w, x + i, py)
+        np.testing.assert_array_equal(pw, want[0])
+        np.testing.assert_array_equal(px, want[1])
+    messages = [r"x must be finite; x\[1, 2\] is nan", r"w must be finite; w\[5\] is inf",
+                "gradient produced a non-finite result"]
+    for error, message in zip(bad, messages, strict=True):
+        assert isinstance(error, InvalidInput)
+        assert re.search(message, error.message), error.message
+    count, total = batches(plane, "gradient")
+    assert total - before[1] == 4 and count - before[0] < 4  # the bad ones shared a batch
 
 
 def test_a_failed_batch_fails_every_request_in_it(plane):
