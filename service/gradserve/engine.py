@@ -231,7 +231,8 @@ class Model:
 
         Their entries are checked finite when the call runs, on the thread that runs it:
         ``run_many`` checks its calls off a service's event loop, where a check of a (p,) array
-        while compute threads wait for the interpreter lock costs ten times its own time."""
+        while compute threads wait for the interpreter lock costs several times its own time
+        (``bench/lock_handover.py``)."""
         w = None if w is None else as_vector("w", w, self.n_weights, self.dtype, finite=False)
         x = self._x(x, finite=False)
         n, m, p = x.shape[0], self.n_inputs, self.n_weights
