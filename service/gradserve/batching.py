@@ -1,12 +1,12 @@
 """Dynamic batching: concurrent compute requests merged into few compiled calls, and the bounded
 queue that sheds load.
 
-Every validated compute request waits in one queue per key (the data plane's: model and method). Whenever a compute
-thread is free, the batcher takes the oldest waiting request and every request queued behind it
-for the same model and method (up to ``max_size``) and runs them as one batch on that thread
-(``Model.run_many``). A lone client therefore never waits: its request finds a free thread and
-leaves at once, as a batch of one. Under load, requests arriving while the threads are busy
-pile up and leave together, which is where batching pays.
+Every compute request, its shapes checked, waits in one queue per key (the data plane's: model
+and method). Whenever a compute thread is free, the batcher takes the oldest waiting request and
+every request queued behind it for the same model and method (up to ``max_size``) and runs them
+as one batch on that thread (``Model.run_many``). A lone client therefore never waits: its
+request finds a free thread and leaves at once, as a batch of one. Under load, requests arriving
+while the threads are busy pile up and leave together, which is where batching pays.
 
 One exception: a *quick* request (the data plane's call: its compiled call fits the inline
 budget, ``GRADSERVE_INLINE_MAX_MS``) from a *lone* caller, finding nothing admitted, runs at

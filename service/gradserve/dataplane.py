@@ -347,9 +347,9 @@ class DataPlane:
                    fixed: int = 0, directions: int = 1, caller=None):
         """Check the limits (rows, and the answer's size: ``fixed + rows * per_row`` numbers,
         refused before any work since the shapes alone give it), then the arguments
-        (``prepare``: a validated ``Call`` for the batched methods, else a function run on a
-        compute thread), then hand the request to the batcher, which sheds load (and runs a
-        lone caller's quick call at once)."""
+        (``prepare``: a ``Call``, its shapes checked, for the batched methods, else a function
+        run on a compute thread), then hand the request to the batcher, which sheds load (and
+        runs a lone caller's quick call at once)."""
         rows = _rows(x)
         if rows > self.settings.max_rows:
             raise PayloadTooLarge(f"x has {rows} rows; at most {self.settings.max_rows} are "

@@ -1,4 +1,4 @@
-"""Many validated calls of one method in few compiled calls: kernels stacked over requests.
+"""Many prepared calls of one method in few compiled calls: kernels stacked over requests.
 
 The engine's evaluate, jvp and vjp kernels exist here over a leading slot axis, one request and
 its own w per slot (``kernels``), compiled by ``Model.warmup`` for a fixed set of (rows, slots)
@@ -45,7 +45,8 @@ _GIVEN_NAMES = {"dW": "dw", "dX": "dx", "PY": "py"}
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One validated request, in the model's dtype, ready to run alone or with others.
+    """One request, its arguments' shapes checked (``Model.prepare``; its entries are checked
+    when it runs: ``check_finite``), in the model's dtype, ready to run alone or with others.
 
     method: "evaluate", "forward_derivative" or "gradient"; kernel: what runs it alone;
     arrays: its per-call and per-row arrays, named as in ``derivatives.ARGS`` (x (n, m), dw (p,),
