@@ -350,8 +350,9 @@ class Model:
         return self
 
     def estimated_seconds(self, call: Call) -> float:
-        """How long ``run(call)`` takes, from the kernels timed at warm-up; infinite for a call
-        whose kernel was not timed (several directions) or before warm-up."""
+        """How long ``run(call)`` takes, from the kernels timed at warm-up (or a faster call of
+        the same kernel since); infinite for a call whose kernel was not timed (several
+        directions) or before warm-up."""
         seconds = self._seconds.get((call.kernel, self.bucket_for(call.rows)))
         if seconds is None:
             return math.inf
@@ -371,6 +372,14 @@ class Model:
                     padding.outputs(fn(*args))
                     best = min(best, time.perf_counter() - start)
                 self._seconds[(kernel, bucket)] = best
+
+    def _ran(self, kernel: str, bucket: int, seconds: float) -> None:
+        # The warm-up timing is the fastest of three calls in one moment; on a shared machine
+        # that moment can be a slow one (seen: 2.0-5.6 ms for one kernel between starts), and
+        # the estimate would misjudge every call after it. A faster call since lowers it.
+        key = (kernel, bucket)
+        if seconds < self._seconds.get(key, 0.0):
+            self._seconds[key] = seconds
 
     def compiled_shapes(self) -> list[tuple[str, int, int | None]]:
         """(kernel, row bucket, direction bucket or slot count or None) of every executable
@@ -462,7 +471,10 @@ class Model:
         direction bucket, each padded with zero directions."""
         names = derivatives.ARGS[kernel][1:]
         if kernel not in derivatives.MANY:
-            return padding.outputs(self._executable(kernel, bucket)(w, *args))
+            start = time.perf_counter()
+            outs = padding.outputs(self._executable(kernel, bucket)(w, *args))
+            self._ran(kernel, bucket, time.perf_counter() - start)
+            return outs
         r = next(a.shape[-1] for name, a in zip(names, args) if derivatives.is_directional(name))
         largest = self.direction_buckets[-1]
         pieces = []

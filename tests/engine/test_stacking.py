@@ -140,3 +140,19 @@ def test_estimated_seconds_come_from_the_kernels_timed_at_warm_up(model):
     # Before warm-up nothing is known.
     cold = stacked_model(32)
     assert cold.estimated_seconds(cold.prepare("evaluate", random_inputs(cold, 1))) == float("inf")
+
+
+def test_a_faster_call_lowers_the_estimate_and_a_slower_one_leaves_it(model):
+    """A warm-up timing taken in a slow moment would misjudge every call after it."""
+    call = model.prepare("evaluate", random_inputs(model, 3))
+    key = ("evaluate", model.bucket_for(call.rows))
+    timed = model._seconds[key]
+    try:
+        model._seconds[key] = 1.0  # as if warm-up had met a slow second
+        model.run(call)
+        assert 0 < model.estimated_seconds(call) < 1.0
+        model._seconds[key] = 1e-12  # faster than any call can be
+        model.run(call)
+        assert model.estimated_seconds(call) == 1e-12
+    finally:
+        model._seconds[key] = timed
