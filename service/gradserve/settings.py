@@ -52,11 +52,12 @@ class Settings(BaseSettings):
     """Requests of at most this many rows are merged; larger ones run alone (each fills the
     machine by itself). Stacked kernels are compiled for every bucket up to it."""
     inline_max_ms: float = Field(5.0, ge=0.0, le=100.0)
-    """A lone caller's request whose compiled call took at most this long when timed at
-    warm-up runs at once on the event loop thread instead of a compute thread, sparing it the
-    hand-off there and back (0.1-0.3 ms for a small call here, 0.2-0.6 ms end to end at 4096
-    rows). The loop is held that long at most, and only while no other caller is sending: one
-    who arrives meanwhile waits at most that long, once. 0: every call on a compute thread."""
+    """A lone caller's request whose compiled call took at most this long (timed at warm-up,
+    lowered by any faster call since) runs at once on the event loop thread instead of a
+    compute thread, sparing it the hand-off there and back (0.1-0.3 ms for a small call here,
+    0.2-0.6 ms end to end at 4096 rows). The loop is held that long at most, and only while no
+    other caller is sending: one who arrives meanwhile waits at most that long, once. 0: every
+    call on a compute thread."""
     queue_size: int = Field(256, ge=1)
     """Compute requests admitted at once (running or waiting for a compute thread); one more is
     answered 503 with Retry-After at once, so latency cannot grow without bound (batching
