@@ -94,14 +94,17 @@ class Settings(BaseSettings):
     """Share of the GPU's memory this process may take (XLA_PYTHON_CLIENT_MEM_FRACTION); None: JAX's default."""
 
     def batch_slots(self) -> tuple[int, ...]:
-        """Slot counts of the stacked kernels: powers of 4 below the largest batch, and it
-        (64: 4, 16, 64); none when batching is off."""
+        """Slot counts of the stacked kernels: powers of 2 below the largest batch, and it
+        (64: 2, 4, 8, 16, 32, 64); none when batching is off. A batch pads to the next count,
+        and on a CPU every slot costs its full compute, padding included: with powers of 4 a
+        batch of 17 paid for 64 (measured: 8% more requests/s under 64 clients with powers of
+        2, for twice the stacked kernels compiled at start-up)."""
         if not self.batching or self.batch_max_size < 2:
             return ()
-        sizes, size = [], 4
+        sizes, size = [], 2
         while size < self.batch_max_size:
             sizes.append(size)
-            size *= 4
+            size *= 2
         return (*sizes, self.batch_max_size)
 
     @field_validator("buckets", "direction_buckets", mode="before")

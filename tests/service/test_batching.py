@@ -246,8 +246,9 @@ def test_a_full_queue_answers_503_with_retry_after_and_keeps_serving(app, plane,
 
 
 def test_batching_settings():
-    assert Settings(batch_max_size=64).batch_slots() == (4, 16, 64)
-    assert Settings(batch_max_size=10).batch_slots() == (4, 10)
+    assert Settings(batch_max_size=64).batch_slots() == (2, 4, 8, 16, 32, 64)
+    assert Settings(batch_max_size=10).batch_slots() == (2, 4, 8, 10)
+    assert Settings(batch_max_size=2).batch_slots() == (2,)
     assert Settings(batch_max_size=64, batching=False).batch_slots() == ()
     assert Settings(batch_max_size=1).batch_slots() == ()
 
