@@ -435,3 +435,113 @@ def test_the_inline_budget_splits_calls_by_their_timed_cost(tmp_path, monkeypatc
 
         assert run(budget * 0.9) == (1, 0)
         assert run(budget * 1.1) == (1, 1)
+
+
+# --- when a batch starts: after the loop's turn, and after requests still arriving ---------------
+
+@pytest.fixture
+def sizes_batcher():
+    """A batcher of its own with two threads free and a runner that records each batch's size."""
+    executor, sizes = ThreadPoolExecutor(2), []
+
+    def record(calls):
+        sizes.append(len(calls))
+        return list(calls)
+
+    batcher = Batcher(executor, workers=2, max_size=8, max_wait=0.0, queue_size=16,
+                      metrics=Metrics())
+    batcher.add_queue("probe", record, ("probe", "probe"))
+    yield batcher, sizes
+    executor.shutdown()
+
+
+def test_requests_queued_in_one_turn_of_the_loop_leave_together(sizes_batcher):
+    """Both threads are free, yet requests that join in one turn of the loop (as the answers of
+    one batch bring their callers back together) run as one batch, not one by one."""
+    batcher, sizes = sizes_batcher
+
+    async def run():
+        return await asyncio.gather(*(batcher.submit("probe", i) for i in range(5)))
+
+    assert asyncio.run(run()) == list(range(5))
+    assert sizes == [5]
+
+
+def test_a_partial_batch_waits_for_a_request_still_arriving(sizes_batcher, monkeypatch):
+    """While the front end is still receiving another request, a queued one waits for it (with
+    threads free), and both leave together once it is submitted."""
+    batcher, sizes = sizes_batcher
+    monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 30.0)  # no deadline in this test
+
+    async def run():
+        body = asyncio.Event()
+
+        async def arriving():
+            with batcher.arrival():
+                await body.wait()  # its body is on its way
+            return await batcher.submit("probe", "late")
+
+        late = asyncio.ensure_future(arriving())
+        await asyncio.sleep(0)
+        early = asyncio.ensure_future(batcher.submit("probe", "early"))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        held = (batcher.arriving, batcher.waiting, list(sizes))
+        body.set()
+        return held, await early, await late
+
+    held, early, late = asyncio.run(run())
+    assert held == (1, 1, [])
+    assert (early, late) == ("early", "late")
+    assert sizes == [2]
+    assert batcher.arriving == 0
+
+
+def test_an_arrival_that_never_submits_holds_a_batch_briefly(sizes_batcher, monkeypatch):
+    """A request whose body fails to decode leaves without submitting: the batch waiting for it
+    starts then. One that stalls mid-body delays it by ARRIVAL_WAIT at most."""
+    batcher, sizes = sizes_batcher
+
+    async def failed_arrival():
+        monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 30.0)
+        decoding = asyncio.Event()
+
+        async def arriving():
+            with batcher.arrival():
+                await decoding.wait()
+                raise InvalidInput("the body is not valid JSON")
+
+        doomed = asyncio.ensure_future(arriving())
+        await asyncio.sleep(0)
+        waiting = asyncio.ensure_future(batcher.submit("probe", "a"))
+        await asyncio.sleep(0)
+        decoding.set()
+        with pytest.raises(InvalidInput):
+            await doomed
+        return await asyncio.wait_for(waiting, 10)
+
+    async def stalled_arrival():
+        monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 0.05)
+        with batcher.arrival():  # never submits while the other runs
+            return await asyncio.wait_for(batcher.submit("probe", "b"), 10), batcher.arriving
+
+    assert asyncio.run(failed_arrival()) == "a"
+    assert asyncio.run(stalled_arrival()) == ("b", 1)
+    assert sizes == [1, 1]
+    assert batcher.arriving == 0
+
+
+def test_compute_requests_are_counted_while_arriving_and_released(app, plane):
+    """What a partial batch waits for: the HTTP front end counts a compute request from its
+    first byte to its submission, and releases it whether it is served or refused."""
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            ok = await client.post("/models/net/evaluate", json={"x": [[0.1, 0.2, 0.3]]})
+            malformed = await client.post("/models/net/evaluate", content=b"{not json",
+                                          headers={"content-type": "application/json"})
+            wrong = await client.post("/models/net/evaluate", json={"x": [[0.1]]})
+        return ok.status_code, malformed.status_code, wrong.status_code
+
+    assert asyncio.run(run()) == (200, 400, 422)
+    assert plane.batcher.arriving == 0

@@ -65,13 +65,15 @@ class ComputeRoute(APIRoute):
                 plane.keys.authorize(bearer_key(_text(headers.get(b"authorization"))), self.scope)
             name = scope["path_params"].get("name")
             plane.model(name)  # an unknown model is a 404 whatever the body holds
-            body = await receive_body(receive, _text(headers.get(b"content-length")),
-                                      plane.settings.max_body_bytes)
-            if body is None:
-                return  # the client left: nobody to answer
-            args = decode_body(body, _text(headers.get(b"content-type")), self.fields)
-            query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
-            self._check_query(query)
+            with plane.batcher.arrival():  # partial batches wait for it: ``gradserve.batching``
+                body = await receive_body(receive, _text(headers.get(b"content-length")),
+                                          plane.settings.max_body_bytes)
+                if body is None:
+                    return  # the client left: nobody to answer
+                args = decode_body(body, _text(headers.get(b"content-type")), self.fields)
+                query = dict(parse_qsl(scope["query_string"].decode("latin-1"),
+                                       keep_blank_values=True))
+                self._check_query(query)
             values = await self.compute(plane, name, args, query, scope.get("client"))
             answer, media = encode_answer(values, wants_binary(_text(headers.get(b"accept"))))
         except GradserveError as exc:
