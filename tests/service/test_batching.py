@@ -437,7 +437,7 @@ def test_the_inline_budget_splits_calls_by_their_timed_cost(tmp_path, monkeypatc
         assert run(budget * 1.1) == (1, 1)
 
 
-# --- when a batch starts: after the loop's turn, and after requests still arriving ---------------
+# --- when a batch starts: after the loop's turn, with company if it comes soon ------------------
 
 @pytest.fixture
 def sizes_batcher():
@@ -471,7 +471,7 @@ def test_a_partial_batch_waits_for_a_request_still_arriving(sizes_batcher, monke
     """While the front end is still receiving another request, a queued one waits for it (with
     threads free), and both leave together once it is submitted."""
     batcher, sizes = sizes_batcher
-    monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 30.0)  # no deadline in this test
+    monkeypatch.setattr(gradserve.batching, "COMPANY_WAIT", 30.0)  # no deadline in this test
 
     async def run():
         body = asyncio.Event()
@@ -499,11 +499,11 @@ def test_a_partial_batch_waits_for_a_request_still_arriving(sizes_batcher, monke
 
 def test_an_arrival_that_never_submits_holds_a_batch_briefly(sizes_batcher, monkeypatch):
     """A request whose body fails to decode leaves without submitting: the batch waiting for it
-    starts then. One that stalls mid-body delays it by ARRIVAL_WAIT at most."""
+    starts then. One that stalls mid-body delays it by COMPANY_WAIT at most."""
     batcher, sizes = sizes_batcher
 
     async def failed_arrival():
-        monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 30.0)
+        monkeypatch.setattr(gradserve.batching, "COMPANY_WAIT", 30.0)
         decoding = asyncio.Event()
 
         async def arriving():
@@ -521,7 +521,7 @@ def test_an_arrival_that_never_submits_holds_a_batch_briefly(sizes_batcher, monk
         return await asyncio.wait_for(waiting, 10)
 
     async def stalled_arrival():
-        monkeypatch.setattr(gradserve.batching, "ARRIVAL_WAIT", 0.05)
+        monkeypatch.setattr(gradserve.batching, "COMPANY_WAIT", 0.05)
         with batcher.arrival():  # never submits while the other runs
             return await asyncio.wait_for(batcher.submit("probe", "b"), 10), batcher.arriving
 
@@ -545,3 +545,52 @@ def test_compute_requests_are_counted_while_arriving_and_released(app, plane):
 
     assert asyncio.run(run()) == (200, 400, 422)
     assert plane.batcher.arriving == 0
+
+
+def test_a_partial_batch_waits_briefly_while_another_batch_runs(monkeypatch):
+    """One batch runs and a thread is free: requests queued meanwhile wait for company, at most
+    COMPANY_WAIT, rather than leaving one by one on the free thread."""
+    executor, sizes, release = ThreadPoolExecutor(2), [], threading.Event()
+
+    def record(calls):
+        sizes.append(len(calls))
+        return list(calls)
+
+    def hold(calls):
+        release.wait(30)
+        return list(calls)
+
+    batcher = Batcher(executor, workers=2, max_size=8, max_wait=0.0, queue_size=16,
+                      metrics=Metrics())
+    batcher.add_queue("probe", record, ("probe", "probe"))
+    batcher.add_queue("held", hold, ("held", "held"))
+
+    async def run(wait):
+        monkeypatch.setattr(gradserve.batching, "COMPANY_WAIT", wait)
+        release.clear()
+        held = asyncio.ensure_future(batcher.submit("held", None))
+        first = asyncio.ensure_future(batcher.submit("probe", 1))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        second = asyncio.ensure_future(batcher.submit("probe", 2))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        waited = list(sizes)
+        if wait < 1:  # a short wait: they leave while the other batch still runs
+            results = await asyncio.wait_for(asyncio.gather(first, second), 10)
+            release.set()
+        else:
+            release.set()
+            results = await asyncio.gather(first, second)
+        await held
+        return waited, results
+
+    try:
+        assert asyncio.run(run(30.0)) == ([], [1, 2])
+        assert sizes == [2]
+        sizes.clear()
+        waited, results = asyncio.run(run(0.05))
+        assert results == [1, 2] and sum(sizes) == 2
+    finally:
+        release.set()
+        executor.shutdown()
