@@ -12,7 +12,7 @@ import numpy as np
 from .errors import InvalidInput
 
 __all__ = ["as_matrix", "as_stack", "as_vector", "check_finite", "check_rows", "check_same_count",
-           "shape_of", "stacked_count"]
+           "finite_result", "non_finite_result", "shape_of", "stacked_count"]
 
 
 def _as_float(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -35,6 +35,20 @@ def check_finite(name: str, arr: np.ndarray) -> np.ndarray:
         index = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise InvalidInput(f"{name} must be finite; {name}{list(index)} is {arr[index]}")
     return arr
+
+
+def non_finite_result(method: str) -> InvalidInput:
+    """The error that refuses a result of ``method`` holding an entry that is not finite."""
+    return InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
+                        "probably far outside the range the model was trained on")
+
+
+def finite_result(method: str, result):
+    """``result`` (an array or a tuple of arrays), or ``non_finite_result`` in its place if an
+    entry is not finite."""
+    if all(np.isfinite(arr).all() for arr in (result if isinstance(result, tuple) else (result,))):
+        return result
+    return non_finite_result(method)
 
 
 def as_matrix(name: str, value: object, cols: int, dtype: np.dtype, what: str = "",

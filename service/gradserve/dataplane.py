@@ -26,7 +26,7 @@ import jax
 import numpy as np
 
 from . import __version__
-from .arrays import shape_of, stacked_count
+from .arrays import finite_result, shape_of, stacked_count
 from .auth import KeyRing
 from .batching import Batcher
 from .device import open_device
@@ -365,7 +365,8 @@ class DataPlane:
         quick = batched and model.estimated_seconds(work) <= self._inline_seconds
         result = await self.batcher.submit(
             (model, method), work,
-            runner=partial(_finite_results, method, model.run_many if batched else _each),
+            runner=(partial(model.run_many, finite_results=True) if batched
+                    else partial(_finite_results, method)),
             labels=(model.name, method), mergeable=_mergeable(model) if batched else _never,
             caller=caller, quick=quick)
         self.metrics.observe_compute(model.name, method, rows, time.perf_counter() - start)
@@ -398,11 +399,6 @@ def _never(call) -> bool:
     return False
 
 
-def _each(tasks: list[Callable]) -> list:
-    """The runner of requests that are never merged: each is a function of no arguments."""
-    return [task() for task in tasks]
-
-
 def _use_compilation_cache(folder) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(folder))
@@ -411,17 +407,9 @@ def _use_compilation_cache(folder) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _finite_results(method: str, runner: Callable[[list], list], calls: list) -> list:
-    """``runner``'s results, a result holding a non-finite number replaced by the error that
-    refuses it: checked on the thread that runs the batch, as the inputs are (``Model.prepare``
-    says why)."""
-    results = runner(calls)
-    for i, result in enumerate(results):
-        if isinstance(result, BaseException):
-            continue
-        if not all(np.isfinite(arr).all() for arr in (result if isinstance(result, tuple)
-                                                      else (result,))):
-            results[i] = InvalidInput(
-                f"{method} produced a non-finite result (overflow): the inputs are probably far "
-                "outside the range the model was trained on")
-    return results
+def _finite_results(method: str, calls: list) -> list:
+    """The results of the calls of a method that is never batched (each a function of no
+    arguments), a result holding a non-finite number replaced by the error that refuses it:
+    checked on the thread that runs it, as the inputs are (``Model.prepare`` says why). The
+    batched methods check theirs in ``Model.run_many``."""
+    return [finite_result(method, task()) for task in calls]

@@ -278,13 +278,15 @@ class Model:
         call.check_finite()
         return self._run_call(call)
 
-    def run_many(self, calls: list[Call]) -> list:
+    def run_many(self, calls: list[Call], finite_results: bool = False) -> list:
         """The results of calls of one method, in order, in as few compiled calls as the compiled
         shapes allow (see ``gradserve.stacking``). Each equals ``run(call)``: bitwise on a CPU;
         with ``vectorize`` (accelerators) to rounding, as a vmapped kernel may order sums
         differently. A call that ``run`` would refuse (an entry not finite) gets its InvalidInput
-        in its place, not raised: it fails alone, and is not computed."""
-        return stacking.run_many(self, calls)
+        in its place, not raised: it fails alone (its result, if its slot computed one, is
+        dropped). ``finite_results``: so does a call whose result holds an entry that is not
+        finite (``arrays.non_finite_result``), as the service answers."""
+        return stacking.run_many(self, calls, finite_results)
 
     def _run_call(self, call: Call):
         """``run`` of a call whose entries are known to be finite."""

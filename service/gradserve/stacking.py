@@ -6,7 +6,11 @@ shapes. ``run_many`` (behind ``Model.run_many``) splits a batch of calls of one 
 
 - a call with an entry that is not finite is not run: its InvalidInput takes its place, so it
   fails alone (entries are checked here, on the thread that runs the batch: see
-  ``Model.prepare``);
+  ``Model.prepare``). With ``finite_results``, so does a call whose result holds one. Stacked
+  calls are checked as their stacked arrays, once per array (pad slots and rows are tame), and
+  only a group where that finds something is looked at call by call. Checked call by call,
+  they took a quarter of the compute threads' time under 64 clients, each check letting go of
+  the interpreter lock that the event loop wants (BENCHMARKS.md);
 - a call that cannot be stacked (several directions at once) or has more rows than the largest
   slot bucket runs alone: it fills the machine by itself;
 - the others each get a slot. Calls are grouped by the bucket each would use alone, and a group
@@ -29,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import numpy as np
 
-from .arrays import check_finite
+from .arrays import check_finite, finite_result
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -39,6 +43,8 @@ __all__ = ["Call", "STACKABLE", "arg_shapes", "kernels", "run_many"]
 
 # Kernels a request may run alone that also exist stacked (jvp_w as jvp with dx = 0).
 STACKABLE = frozenset({"evaluate", "jvp", "jvp_w", "vjp"})
+_KERNEL_OF = {"evaluate": "evaluate_stack", "forward_derivative": "jvp_stack",
+              "gradient": "vjp_stack"}
 # The names callers give the arrays that a call holds in their many-direction form.
 _GIVEN_NAMES = {"dW": "dw", "dX": "dx", "PY": "py"}
 
@@ -100,37 +106,69 @@ def arg_shapes(kernel: str, slots: int, n: int, m: int, k: int, p: int) -> list[
             "vjp_stack": [(slots, p), (slots, n, m), (slots, n, k)]}[kernel]
 
 
-def run_many(model: "Model", calls: list[Call]) -> list:
+def run_many(model: "Model", calls: list[Call], finite_results: bool = False) -> list:
     """Results of ``calls`` (all of one method), in order; a call with an entry that is not
-    finite gets its InvalidInput instead. See the module docstring."""
+    finite (with ``finite_results``, also in its result) gets its InvalidInput instead. See the
+    module docstring."""
     results: list = [None] * len(calls)
     largest = model.slot_buckets[-1] if model.slot_buckets else 0
     by_bucket: dict[int, list[int]] = {}
     for i, call in enumerate(calls):
-        try:
-            call.check_finite()
-        except InvalidInput as exc:
-            results[i] = exc
-            continue
         if call.stackable and call.rows <= largest and len(calls) > 1:
             by_bucket.setdefault(model.bucket_for(call.rows), []).append(i)
         else:
-            results[i] = model._run_call(call)
+            results[i] = _alone(model, call, finite_results)
     stored = model._state[0]  # one read: one version of the stored weights for the whole batch
     most = model.slots[-1] if model.slots else 1
     for rows, members in by_bucket.items():
         for start in range(0, len(members), most):
             part = members[start:start + most]
-            if len(part) == 1:  # a slot kernel would only add padding
-                results[part[0]] = model._run_call(calls[part[0]])
-                continue
-            for i, out in zip(part, _stacked(model, [calls[i] for i in part], rows, stored)):
+            group = _group(model, [calls[i] for i in part], rows, stored, finite_results)
+            for i, out in zip(part, group):
                 results[i] = out
     return results
 
 
-def _stacked(model: "Model", calls: list[Call], rows: int, stored: np.ndarray) -> list:
-    """One compiled call with one slot per call, each padded to ``rows`` rows."""
+def _alone(model: "Model", call: Call, finite_results: bool):
+    """``call`` run by itself, its entries checked first."""
+    try:
+        call.check_finite()
+    except InvalidInput as exc:
+        return exc
+    out = model._run_call(call)
+    return finite_result(call.method, out) if finite_results else out
+
+
+def _group(model: "Model", calls: list[Call], rows: int, stored: np.ndarray,
+           finite_results: bool, checked: bool = False) -> list:
+    """The results of calls of one row bucket, one slot each in one compiled call (a single
+    call runs alone: a slot kernel would only add padding). ``checked``: their entries are
+    known to be finite."""
+    if len(calls) == 1:
+        return [_alone(model, calls[0], finite_results)]
+    ran = _stacked(model, calls, rows, stored, checked, finite_results)
+    if ran is None:  # an entry is not finite: whose? The others run without them.
+        refused: dict[int, InvalidInput] = {}
+        for j, call in enumerate(calls):
+            try:
+                call.check_finite()
+            except InvalidInput as exc:
+                refused[j] = exc
+        good = [call for j, call in enumerate(calls) if j not in refused]
+        rest = iter(_group(model, good, rows, stored, finite_results, checked=True)
+                    if good else ())
+        return [refused[j] if j in refused else next(rest) for j in range(len(calls))]
+    results, finite = ran
+    if not finite:  # some result holds an entry that is not finite: whose?
+        results = [finite_result(call.method, out) for call, out in zip(calls, results)]
+    return results
+
+
+def _stacked(model: "Model", calls: list[Call], rows: int, stored: np.ndarray, checked: bool,
+             finite_results: bool) -> tuple[list, bool] | None:
+    """One compiled call with one slot per call, each padded to ``rows`` rows: (the results,
+    False if ``finite_results`` and an output holds an entry that is not finite); None, and
+    nothing run, if an argument holds one (unless ``checked``)."""
     slots = model.slots_for(len(calls))
     method = calls[0].method
     # Pad slots get real weights and tame inputs (see ``_stack``): their outputs are dropped,
@@ -138,21 +176,31 @@ def _stacked(model: "Model", calls: list[Call], rows: int, stored: np.ndarray) -
     w = _weights(model, [stored if c.w is None else c.w for c in calls], slots)
     x = _stack(model, [c.arrays["x"] for c in calls], slots, rows, model._pad_row)
     if method == "evaluate":
-        y = np.asarray(model._executable("evaluate_stack", rows, slots)(w, x))
-        return [y[s, :c.rows] for s, c in enumerate(calls)]
-    if method == "forward_derivative":
+        args = (w, x)
+    elif method == "forward_derivative":
         zeros = np.zeros(model.n_inputs, model.dtype)
         dw = _weights(model, [c.arrays["dw"] for c in calls], slots,
                       pad=np.zeros(model.n_weights, model.dtype))
         # dx absent (inputs held fixed) is dx = 0: both kinds of request share one kernel.
         dx = _stack(model, [c.arrays.get("dx") for c in calls], slots, rows, zeros)
-        dy = np.asarray(model._executable("jvp_stack", rows, slots)(w, dw, x, dx))
-        return [dy[s, :c.rows] for s, c in enumerate(calls)]
-    py = _stack(model, [c.arrays["py"] for c in calls], slots, rows,
-                np.zeros(model.n_outputs, model.dtype))
-    pw, px = model._executable("vjp_stack", rows, slots)(w, x, py)
-    pw, px = np.asarray(pw), np.asarray(px)
-    return [(pw[s].reshape(-1, 1), px[s, :c.rows]) for s, c in enumerate(calls)]
+        args = (w, dw, x, dx)
+    else:
+        py = _stack(model, [c.arrays["py"] for c in calls], slots, rows,
+                    np.zeros(model.n_outputs, model.dtype))
+        args = (w, x, py)
+    if not checked and not _finite(args):
+        return None
+    run = model._executable(_KERNEL_OF[method], rows, slots)
+    outs = [np.asarray(out) for out in jax.tree.leaves(run(*args))]
+    finite = not finite_results or _finite(outs)
+    if method != "gradient":
+        return [outs[0][s, :c.rows] for s, c in enumerate(calls)], finite
+    pw, px = outs
+    return [(pw[s].reshape(-1, 1), px[s, :c.rows]) for s, c in enumerate(calls)], finite
+
+
+def _finite(arrays) -> bool:
+    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _weights(model: "Model", vectors: list[np.ndarray], slots: int,

@@ -96,6 +96,29 @@ def test_a_call_with_a_non_finite_entry_fails_alone(model, method):
             assert_same(result, model.run(call), jax.default_backend() == "cpu")
 
 
+@pytest.mark.parametrize("method", ["evaluate", "forward_derivative", "gradient"])
+def test_finite_results_refuse_a_result_that_overflows_alone(model, method):
+    """With ``finite_results`` (as the service runs it) a call whose result overflows gets the
+    result's refusal in its place, in a slot group and alone; without, its result as ``run``
+    computes it. The others get their own results either way."""
+    calls = mixed_calls(model, method, "distinct", (1, 1, 1, 9, 1), seed=6)
+    for i in (2, 3):
+        calls[i] = dataclasses.replace(calls[i], w=calls[i].w * 1e306)  # finite; the result not
+    expected = [model.run(call) for call in calls]
+    overflows = [not all(np.isfinite(a).all() for a in (r if isinstance(r, tuple) else (r,)))
+                 for r in expected]
+    assert overflows == [False, False, True, True, False]
+    exact = jax.default_backend() == "cpu"
+    for result, want, bad in zip(model.run_many(calls, finite_results=True), expected, overflows):
+        if bad:
+            assert isinstance(result, gradserve.InvalidInput)
+            assert f"{method} produced a non-finite result" in result.message
+        else:
+            assert_same(result, want, exact)
+    for result, want in zip(model.run_many(calls), expected):
+        assert_same(result, want, exact)
+
+
 def test_vmapped_slots_agree_with_run():
     """The accelerator form (one vmapped kernel) agrees to rounding."""
     model = stacked_model(32, vectorize=True)  # not warmed up: compiles only what it meets
