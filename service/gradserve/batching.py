@@ -91,7 +91,8 @@ class Batcher:
 
     workers: batches running at once (the executor's threads). max_size: most requests in one
     batch (1: no merging, the queue and its bound still apply). max_wait: seconds a batch smaller
-    than max_size may wait for more requests while a thread is free (0: never wait).
+    than max_size may wait for more requests while a thread is free (0: only ``COMPANY_WAIT``,
+    and only while requests are arriving or another batch runs).
     queue_size: most requests admitted (waiting or running); beyond it, ``Unavailable``.
     lone_gap: seconds without a request from another caller after which a caller is lone.
     """

@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     """Most requests merged into one call (the most weight vectors one stacked kernel takes)."""
     batch_max_wait_ms: float = Field(0.0, ge=0.0, le=1000.0)
     """How long a batch smaller than the maximum may wait for more requests while a compute
-    thread is free; 0: start it at once, so a lone client never waits."""
+    thread is free; 0: start it at once, so a lone client never waits (under load, a partial
+    batch still waits up to 1 ms for company: ``gradserve.batching``)."""
     batch_max_rows: int = Field(64, ge=1)
     """Requests of at most this many rows are merged; larger ones run alone (each fills the
     machine by itself). Stacked kernels are compiled for every bucket up to it."""
