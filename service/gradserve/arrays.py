@@ -1,4 +1,5 @@
-"""Checks at the boundary: every array a caller hands us is checked here, once.
+"""Checks at the boundary: every array a caller hands us is checked here, once, and every result
+the service hands back for finiteness (``finite_result``).
 
 Each check raises InvalidInput with a message that names the array, the expected shape and what
 was received, or the first non-finite entry. ``finite=False`` leaves the entries to a later
@@ -12,7 +13,7 @@ import numpy as np
 from .errors import InvalidInput
 
 __all__ = ["as_matrix", "as_stack", "as_vector", "check_finite", "check_rows", "check_same_count",
-           "finite_result", "non_finite_result", "shape_of", "stacked_count"]
+           "finite_result", "shape_of", "stacked_count"]
 
 
 def _as_float(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -37,18 +38,13 @@ def check_finite(name: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
-def non_finite_result(method: str) -> InvalidInput:
-    """The error that refuses a result of ``method`` holding an entry that is not finite."""
-    return InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
-                        "probably far outside the range the model was trained on")
-
-
 def finite_result(method: str, result):
-    """``result`` (an array or a tuple of arrays), or ``non_finite_result`` in its place if an
-    entry is not finite."""
+    """``result`` of ``method`` (an array or a tuple of arrays), or, if an entry is not finite,
+    the InvalidInput that refuses it in its place."""
     if all(np.isfinite(arr).all() for arr in (result if isinstance(result, tuple) else (result,))):
         return result
-    return non_finite_result(method)
+    return InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
+                        "probably far outside the range the model was trained on")
 
 
 def as_matrix(name: str, value: object, cols: int, dtype: np.dtype, what: str = "",

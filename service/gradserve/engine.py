@@ -283,9 +283,9 @@ class Model:
         shapes allow (see ``gradserve.stacking``). Each equals ``run(call)``: bitwise on a CPU;
         with ``vectorize`` (accelerators) to rounding, as a vmapped kernel may order sums
         differently. A call that ``run`` would refuse (an entry not finite) gets its InvalidInput
-        in its place, not raised: it fails alone (its result, if its slot computed one, is
-        dropped). ``finite_results``: so does a call whose result holds an entry that is not
-        finite (``arrays.non_finite_result``), as the service answers."""
+        in its place, not raised: it fails alone, and is not computed. ``finite_results``: so
+        does a call whose result holds an entry that is not finite (``arrays.finite_result``),
+        as the service answers."""
         return stacking.run_many(self, calls, finite_results)
 
     def _run_call(self, call: Call):
