@@ -42,6 +42,14 @@ PAIRS = [(op, mode) for op in OPERATIONS for mode in GenerationMode
          if mode is GenerationMode.POSITIVE
          or any((op.path_parameters, op.query, op.headers, op.body))]
 SENT: dict[str, int] = {}
+# HTTP's own framing and connection headers, not the API's: a malformed one (a generated
+# ``Transfer-Encoding: t/'d`` on a GET, say) is refused by the HTTP server itself, with its
+# plain-text 400, before the app sees the request. They are dropped from generated cases, and
+# any other message the HTTP server refuses that way is held to that (test_hostile.py sends
+# malformed messages on purpose).
+FRAMING = frozenset({"transfer-encoding", "content-length", "connection", "te", "trailer",
+                     "upgrade", "expect"})
+MALFORMED = (400, "Invalid HTTP request received.")  # uvicorn's answer, before any app code
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +83,12 @@ def test_operation_keeps_its_contract(fuzz_server, operation, mode):
     @hypothesis.given(case=strategy)
     def check(case):
         SENT[label] = SENT.get(label, 0) + 1
+        for name in [n for n in case.headers or {} if n.lower() in FRAMING]:
+            del case.headers[name]
         response = case.call(base_url=fuzz_server.url, session=session, headers=bearer("all"),
                              timeout=30)
+        if (response.status_code, response.text) == MALFORMED:
+            return  # not an API request: a 4xx, and the server must live on (checked below)
         case.validate_response(response, checks=CHECKS, headers=bearer("all"))
 
     check()
