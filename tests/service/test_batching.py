@@ -547,22 +547,16 @@ def test_compute_requests_are_counted_while_arriving_and_released(app, plane):
     assert plane.batcher.arriving == 0
 
 
-def test_a_partial_batch_waits_briefly_while_another_batch_runs(monkeypatch):
+def test_a_partial_batch_waits_briefly_while_another_batch_runs(sizes_batcher, monkeypatch):
     """One batch runs and a thread is free: requests queued meanwhile wait for company, at most
     COMPANY_WAIT, rather than leaving one by one on the free thread."""
-    executor, sizes, release = ThreadPoolExecutor(2), [], threading.Event()
-
-    def record(calls):
-        sizes.append(len(calls))
-        return list(calls)
+    batcher, sizes = sizes_batcher
+    release = threading.Event()
 
     def hold(calls):
         release.wait(30)
         return list(calls)
 
-    batcher = Batcher(executor, workers=2, max_size=8, max_wait=0.0, queue_size=16,
-                      metrics=Metrics())
-    batcher.add_queue("probe", record, ("probe", "probe"))
     batcher.add_queue("held", hold, ("held", "held"))
 
     async def run(wait):
@@ -593,4 +587,3 @@ def test_a_partial_batch_waits_briefly_while_another_batch_runs(monkeypatch):
         assert results == [1, 2] and sum(sizes) == 2
     finally:
         release.set()
-        executor.shutdown()
