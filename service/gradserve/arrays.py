@@ -12,8 +12,8 @@ import numpy as np
 
 from .errors import InvalidInput
 
-__all__ = ["as_matrix", "as_stack", "as_vector", "check_finite", "check_rows", "check_same_count",
-           "finite_result", "shape_of", "stacked_count"]
+__all__ = ["all_finite", "as_matrix", "as_stack", "as_vector", "check_finite", "check_rows",
+           "check_same_count", "finite_result", "shape_of", "stacked_count"]
 
 
 def _as_float(name: str, value: object, dtype: np.dtype) -> np.ndarray:
@@ -38,10 +38,15 @@ def check_finite(name: str, arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def all_finite(arrays) -> bool:
+    """Whether every entry of every array is finite: one numpy call per array."""
+    return all(np.isfinite(arr).all() for arr in arrays)
+
+
 def finite_result(method: str, result):
     """``result`` of ``method`` (an array or a tuple of arrays), or, if an entry is not finite,
     the InvalidInput that refuses it in its place."""
-    if all(np.isfinite(arr).all() for arr in (result if isinstance(result, tuple) else (result,))):
+    if all_finite(result if isinstance(result, tuple) else (result,)):
         return result
     return InvalidInput(f"{method} produced a non-finite result (overflow): the inputs are "
                         "probably far outside the range the model was trained on")

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Callable
 import jax
 import numpy as np
 
-from .arrays import check_finite, finite_result
+from .arrays import all_finite, check_finite, finite_result
 from .errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -188,19 +188,15 @@ def _stacked(model: "Model", calls: list[Call], rows: int, stored: np.ndarray, c
         py = _stack(model, [c.arrays["py"] for c in calls], slots, rows,
                     np.zeros(model.n_outputs, model.dtype))
         args = (w, x, py)
-    if not checked and not _finite(args):
+    if not checked and not all_finite(args):
         return None
     run = model._executable(_KERNEL_OF[method], rows, slots)
     outs = [np.asarray(out) for out in jax.tree.leaves(run(*args))]
-    finite = not finite_results or _finite(outs)
+    finite = not finite_results or all_finite(outs)
     if method != "gradient":
         return [outs[0][s, :c.rows] for s, c in enumerate(calls)], finite
     pw, px = outs
     return [(pw[s].reshape(-1, 1), px[s, :c.rows]) for s, c in enumerate(calls)], finite
-
-
-def _finite(arrays) -> bool:
-    return all(np.isfinite(a).all() for a in arrays)
 
 
 def _weights(model: "Model", vectors: list[np.ndarray], slots: int,
