@@ -188,7 +188,9 @@ def _stacked(model: "Model", calls: list[Call], rows: int, stored: np.ndarray, c
         py = _stack(model, [c.arrays["py"] for c in calls], slots, rows,
                     np.zeros(model.n_outputs, model.dtype))
         args = (w, x, py)
-    if not checked and not all_finite(args):
+    # The stored weights were checked when they were stored: w needs a look only if a call
+    # brought its own (the others' slots hold copies of the stored vector).
+    if not checked and not all_finite(args if any(c.w is not None for c in calls) else args[1:]):
         return None
     run = model._executable(_KERNEL_OF[method], rows, slots)
     outs = [np.asarray(out) for out in jax.tree.leaves(run(*args))]
