@@ -84,6 +84,37 @@ def test_work_past_the_time_limit_is_a_504_with_the_error_body(make_app):
     assert 'gradserve_http_requests_total{route="/evaluate",status="504"} 1.0' in metrics
 
 
+def test_each_request_is_held_to_its_own_deadline(make_app):
+    """One timer watches every running request: requests that start after an earlier one has
+    finished, two of them at once, each get their 504; a request cancelled by someone else is
+    left cancelled, not answered."""
+    app = make_app(request_timeout=0.3)
+
+    async def stuck(*args, **kwargs):
+        await asyncio.sleep(30)
+
+    async def run():
+        async with httpx.AsyncClient(transport=app.transport(), base_url="http://app") as c:
+            quick = await c.post("/gradient", json={"x": [[0.0, 0.0]], "py": [[1.0]]})
+            app.plane.evaluate = stuck
+            await asyncio.sleep(0.1)  # the first deadline, still ahead, is no longer anyone's
+            late = await asyncio.gather(*(c.post("/evaluate", json={"x": [[0.0, 0.0]]})
+                                          for _ in range(2)))
+            gone = asyncio.ensure_future(c.post("/evaluate", json={"x": [[0.0, 0.0]]}))
+            await asyncio.sleep(0.05)
+            gone.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await gone
+            await asyncio.sleep(0.4)  # past its deadline: nothing is left to cancel
+            after = await c.post("/gradient", json={"x": [[0.0, 0.0]], "py": [[1.0]]})
+            return quick, late, after
+
+    quick, late, after = asyncio.run(run())
+    assert quick.status_code == 200 and after.status_code == 200
+    for response in late:
+        assert "within 0.3 s" in _error(response, 504, "DeadlineExceeded")
+
+
 def test_a_body_that_does_not_arrive_is_a_408(make_app):
     app = make_app(request_timeout=0.3)
 
