@@ -41,6 +41,8 @@ __all__ = ["DataPlane"]
 
 log = logging.getLogger("gradserve")
 
+YOUNG_COLLECTION_EVERY = 10_000  # allocations between young garbage collections, once loaded
+
 
 class DataPlane:
     """Everything the service does, for every front end."""
@@ -97,6 +99,12 @@ class DataPlane:
             # collection (tens of ms each); freezing them keeps the tail latency low.
             gc.collect()
             gc.freeze()
+            # A young collection scans what the requests in flight hold, dozens of them under
+            # load, though reference counting frees nearly all their garbage: at Python's
+            # default (every 700 allocations) that was about 9% of a batched request's CPU
+            # (BENCHMARKS.md).
+            young, *older = gc.get_threshold()
+            gc.set_threshold(max(young, YOUNG_COLLECTION_EVERY), *older)
             self._loaded.set()
             log.info("ready: %d model(s) on %s", len(self._models), self.device)
         except BaseException as exc:
