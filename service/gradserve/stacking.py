@@ -129,12 +129,20 @@ def run_many(model: "Model", calls: list[Call], finite_results: bool = False) ->
     return results
 
 
-def _alone(model: "Model", call: Call, finite_results: bool):
-    """``call`` run by itself, its entries checked first."""
+def _refusal(call: Call) -> InvalidInput | None:
+    """The InvalidInput that refuses ``call`` for an entry that is not finite; None if none."""
     try:
         call.check_finite()
     except InvalidInput as exc:
         return exc
+    return None
+
+
+def _alone(model: "Model", call: Call, finite_results: bool):
+    """``call`` run by itself, its entries checked first."""
+    refused = _refusal(call)
+    if refused is not None:
+        return refused
     out = model._run_call(call)
     return finite_result(call.method, out) if finite_results else out
 
@@ -148,12 +156,7 @@ def _group(model: "Model", calls: list[Call], rows: int, stored: np.ndarray,
         return [_alone(model, calls[0], finite_results)]
     ran = _stacked(model, calls, rows, stored, checked, finite_results)
     if ran is None:  # an entry is not finite: whose? The others run without them.
-        refused: dict[int, InvalidInput] = {}
-        for j, call in enumerate(calls):
-            try:
-                call.check_finite()
-            except InvalidInput as exc:
-                refused[j] = exc
+        refused = {j: exc for j, call in enumerate(calls) if (exc := _refusal(call)) is not None}
         good = [call for j, call in enumerate(calls) if j not in refused]
         rest = iter(_group(model, good, rows, stored, finite_results, checked=True)
                     if good else ())
