@@ -11,8 +11,9 @@ dependency solving and its Request and Response objects: about 200 µs of CPU pe
 also spares these requests the router's search through every route.
 
 Behaviour is that of the other routes: the same checks in the same order (key, model, body size,
-body, arguments), domain errors answered by ``errors.domain_response``, any other exception left
-to the app's last-resort handler, a method the route lacks answered 405 by FastAPI.
+body, arguments), domain errors answered by ``errors.domain_response``, any other exception by
+``errors.unexpected_response`` (the app's last-resort answer), a method the route lacks answered
+405 by FastAPI.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..errors import GradserveError, InvalidInput
 from ..wire import decode_body, encode_answer, wants_binary
 from . import schemas
 from .deps import receive_body
-from .errors import domain_response
+from .errors import domain_response, unexpected_response
 from .security import bearer_key, scope_of
 
 __all__ = ["ComputeLane", "ComputeRoute", "Compute"]
@@ -79,6 +80,11 @@ class ComputeRoute(APIRoute):
         except GradserveError as exc:
             await domain_response(exc, scope["method"], scope["path"])(scope, receive, send)
             return
+        except Exception as exc:
+            # The framework's error pages are behind the lane, not around it (``ComputeLane``):
+            # answer as they would, then raise for the server to log and close the connection.
+            await unexpected_response(exc, scope["method"], scope["path"])(scope, receive, send)
+            raise
         await send({"type": "http.response.start", "status": 200, "headers": [
             (b"content-type", media.encode()), (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
@@ -94,13 +100,14 @@ class ComputeRoute(APIRoute):
 class ComputeLane:
     """Hands a POST to a compute route straight to that route, past the app's routing.
 
-    The router tries routes one by one, and FastAPI's inner middleware wraps each request: about a
+    The router tries routes one by one, and FastAPI's middleware wraps each request: about a
     third of a batched request's Python time on the event loop (BENCHMARKS.md). This lane sits
-    inside the app's own middleware (metrics, time limit, error pages, telemetry all still apply)
-    and matches what a compute route's template would match: ``/models/{name}/<method>`` with a
-    non-empty name, or ``/<method>`` for the default model. Everything else, a GET to a compute
-    path included (405), goes on to the router. The compute routes are the first the router tries
-    for these paths (``routes.py``), so both ways reach the same route.
+    behind the service's metrics and time limit and in front of all of the framework's layers
+    (``app._FrontedAPI``), and matches what a compute route's template would match:
+    ``/models/{name}/<method>`` with a non-empty name, or ``/<method>`` for the default model.
+    Everything else, a GET to a compute path included (405), goes on to the router. The compute
+    routes are the first the router tries for these paths (``routes.py``), so both ways reach
+    the same route.
     """
 
     def __init__(self, app: ASGIApp, routes: list):

@@ -95,10 +95,15 @@ async def _validation(request: Request, exc: RequestValidationError) -> Response
     return error_response(422, "InvalidInput", f"{where}: {first.get('msg', 'invalid')}")
 
 
-async def _unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("%s %s: unexpected error", request.method, request.url.path)
+def unexpected_response(exc: Exception, method: str, path: str) -> Response:
+    """The answer to an error nobody expected (a bug of ours), logged with its traceback."""
+    log.error("%s %s: unexpected error", method, path, exc_info=exc)
     return error_response(500, "InternalError", f"an internal error occurred ({type(exc).__name__}); "
                           "it has been logged")
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return unexpected_response(exc, request.method, request.url.path)
 
 
 def translating_route(render: Callable[[e.GradserveError], Response]) -> type[APIRoute]:
