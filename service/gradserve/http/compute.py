@@ -72,9 +72,7 @@ class ComputeRoute(APIRoute):
                 if body is None:
                     return  # the client left: nobody to answer
                 args = decode_body(body, _text(headers.get(b"content-type")), self.fields)
-                query = dict(parse_qsl(scope["query_string"].decode("latin-1"),
-                                       keep_blank_values=True))
-                self._check_query(query)
+                query = self._query(scope["query_string"])
             values = await self.compute(plane, name, args, query, scope.get("client"))
             answer, media = encode_answer(values, wants_binary(_text(headers.get(b"accept"))))
         except GradserveError as exc:
@@ -89,12 +87,17 @@ class ComputeRoute(APIRoute):
             (b"content-type", media.encode()), (b"content-length", str(len(answer)).encode())]})
         await send({"type": "http.response.body", "body": answer})
 
-    def _check_query(self, query: dict) -> None:
+    def _query(self, raw: bytes) -> dict:
+        """The query parameters, each one a known one (InvalidInput otherwise)."""
+        if not raw:  # nearly every call: no parsing for nothing
+            return {}
+        query = dict(parse_qsl(raw.decode("latin-1"), keep_blank_values=True))
         unknown = sorted(set(query) - self.query_names)
         if unknown:
             takes = (f"it takes {', '.join(sorted(self.query_names))}" if self.query_names
                      else "it takes none")
             raise InvalidInput(f"unknown query parameter {unknown[0]!r} for {self.path}; {takes}")
+        return query
 
 
 class ComputeLane:
