@@ -15,7 +15,7 @@ def _cell(s: dict | None, ref: float | None = None) -> str:
     return text
 
 
-def _rps(s: dict | None) -> str:
+def rps_cell(s: dict | None) -> str:
     if not s:
         return "-"
     err = f", {s['errors']} errors" if s.get("errors") else ""
@@ -70,7 +70,7 @@ def render(r: dict) -> str:
         n, conns, kind = key.split("/")
         off, on = row.get("off"), row.get("on")
         ratio = f"{on['rps'] / off['rps']:.2f}×" if on and off else "-"
-        add(f"| {n} | {conns} | {kind} | {_rps(off)} | {_rps(on)} | {ratio} |")
+        add(f"| {n} | {conns} | {kind} | {rps_cell(off)} | {rps_cell(on)} | {ratio} |")
 
     if r.get("peers"):
         add("\n### Side by side, the same model (8-64-64-2 tanh MLP, p = 4866, float64), median / p99 ms\n")
@@ -106,8 +106,8 @@ def side_by_side(r: dict) -> list[list[str]]:
     theirs = {p: peers.get(p, {}).get("throughput") for p in ("umbridge", "tesseract")}
     if ours and any(theirs.values()):
         ratios = [f"{ours['rps'] / t['rps']:.1f}×" if t else "-" for t in theirs.values()]
-        rows.append(["gradient requests/s, 16 connections", "64", _generator(r), _rps(ours),
-                     _rps(theirs["umbridge"]), _rps(theirs["tesseract"]), *ratios])
+        rows.append(["gradient requests/s, 16 connections", "64", _generator(r), rps_cell(ours),
+                     rps_cell(theirs["umbridge"]), rps_cell(theirs["tesseract"]), *ratios])
     return rows
 
 
