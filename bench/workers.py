@@ -27,6 +27,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "service"), str(HERE.parent / "clie
 import numpy as np  # noqa: E402
 
 import measure  # noqa: E402
+import peer_model  # noqa: E402
 import report  # noqa: E402
 import servers  # noqa: E402
 from run import build_repository, interleaved, load_average  # noqa: E402
@@ -56,33 +57,28 @@ def main(argv: list[str] | None = None) -> int:
     load = measure.Load(args.work)
     repo = build_repository(args.work)
     before = load_average()
-
-    import gradserve
-
-    w = gradserve.load_model(repo / "mlp").get_weights().ravel()
+    w = peer_model.flat_weights()  # the repository's model holds these (build_repository checks)
     rng = np.random.default_rng(7)
     distinct = [measure.ours("gradient", 1, "binary", w * (1 + 1e-3 * rng.standard_normal(w.shape)))
                 for _ in range(64)]
-    bodies = {(1, True): distinct, (1, False): [measure.ours("gradient", 1, "binary", w)],
-              (64, False): [measure.ours("gradient", 64, "binary", w)]}
-    contenders = {}
-    for count in counts:
-        for batching in (True, False):
-            label = f"{count} worker{'s' if count > 1 else ''}, batching {'on' if batching else 'off'}"
-            server = servers.gradserve(repo, args.work, batching=batching,
-                                       label=f"workers-{count}-{'on' if batching else 'off'}")
-            server.argv += ["--workers", str(count)]
-            contenders[label] = server.start()
+    contenders: dict[str, servers.Server] = {}
     results = {}
     try:
+        for count in counts:
+            for batching in (True, False):
+                label = f"{count} worker{'s' if count > 1 else ''}, batching {'on' if batching else 'off'}"
+                server = servers.gradserve(repo, args.work, batching=batching,
+                                           label=f"workers-{count}-{'on' if batching else 'off'}")
+                server.argv += ["--workers", str(count)]
+                contenders[label] = server.start()
         for server in contenders.values():
             server.wait_ready()
         for cell, rows, connections, spread in CELLS:
-            cell_bodies = bodies[(rows, spread)]
+            bodies = distinct if spread else [measure.ours("gradient", rows, "binary", w)]
             for server in contenders.values():  # one unmeasured second: connections and caches
-                load.run(server.url, cell_bodies, connections, 1)
+                load.run(server.url, bodies, connections, 1)
             results[cell] = interleaved(args.rounds, {
-                label: (lambda s=server: load.run(s.url, cell_bodies, connections, args.seconds, pid=s.pid))
+                label: (lambda s=server: load.run(s.url, bodies, connections, args.seconds, pid=s.pid))
                 for label, server in contenders.items()})
             print(f"[{time.perf_counter() - started:6.1f} s] {cell}: "
                   + ", ".join(f"{k} {v['rps']:.0f}/s" for k, v in results[cell].items()),
