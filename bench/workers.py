@@ -1,8 +1,9 @@
 """What worker processes add on this host: gradserve served by 1 and by N workers
-(``gradserve serve --workers N``), batching on and off, loaded side by side by wrk. Prints a
-Markdown table of requests/s, with each figure's ratio to one worker with batching on.
+(``gradserve serve --workers N``; by default 1 and the number of cores), batching on and off,
+loaded side by side by wrk (else bench/loadgen.py). Prints a Markdown table of requests/s, with
+each figure's ratio to the fewest workers with batching on.
 
-    python bench/workers.py [--workers 1 2] [--rounds 6] [--seconds 3] [--work DIR]
+    python bench/workers.py [--workers 1 2 ...] [--rounds 6] [--seconds 3] [--work DIR]
 
 The model, the request bodies and the load are those of ``bench/run.py``'s throughput cells
 (gradient, binary; 64 distinct w at n = 1, one w at n = 64). Every server runs at once and each
