@@ -50,6 +50,13 @@ def ours(method: str, n: int, encoding: str, w: np.ndarray) -> tuple[str, str, s
     return f"/models/mlp/{method}", JSON, JSON, encode_json(a)
 
 
+def distinct_w(w: np.ndarray, count: int = 64) -> list[tuple[str, str, str, bytes]]:
+    """Gradient bodies at n = 1, each at its own point near ``w``: one optimisation client each."""
+    rng = np.random.default_rng(7)
+    return [ours("gradient", 1, "binary", w * (1 + 1e-3 * rng.standard_normal(w.shape)))
+            for _ in range(count)]
+
+
 def umbridge_body(method: str, n: int, w: np.ndarray) -> tuple[str, str, str, bytes]:
     a = arrays(method, n, w)
     doc = {"name": "mlp", "input": [np.concatenate([a["x"].ravel(), w]).tolist()], "config": {"n": n}}

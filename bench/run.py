@@ -269,9 +269,7 @@ def throughput(r, plan, load, ours, peers, w, log) -> None:
     """gradient, binary: batching off and on at 1, 16 and 64 connections, the same w for every
     request or one of 64 distinct vectors per request; and n = 64 at 16 connections, where the
     peers (prebuilt bodies, as for us) take their turn too."""
-    rng = np.random.default_rng(7)
-    distinct = [measure.ours("gradient", 1, "binary", w * (1 + 1e-3 * rng.standard_normal(w.shape)))
-                for _ in range(64)]
+    distinct = measure.distinct_w(w)
     cells = [(f"1/{c}/{kind}", bodies, c) for c in CONNECTIONS
              for kind, bodies in (("same", [measure.ours("gradient", 1, "binary", w)]), ("distinct", distinct))]
     cells.append(("64/16/same", [measure.ours("gradient", 64, "binary", w)], 16))

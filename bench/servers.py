@@ -80,14 +80,15 @@ class Server:
         self._log.close()
 
 
-def gradserve(repo: Path, work: Path, *, batching: bool, label: str) -> Server:
+def gradserve(repo: Path, work: Path, *, batching: bool, label: str, workers: int = 1) -> Server:
     port = free_port()
     env = {"GRADSERVE_BATCHING": "true" if batching else "false",
            "GRADSERVE_COMPILATION_CACHE": str(work / "jax-cache"),
            # Driver and server share an accelerator: neither may take most of its memory.
            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "service"), os.environ.get("PYTHONPATH", "")])}
-    argv = [sys.executable, "-m", "gradserve.cli", "serve", "--models", str(repo), "--port", str(port)]
+    argv = [sys.executable, "-m", "gradserve.cli", "serve", "--models", str(repo), "--port", str(port),
+            "--workers", str(workers)]
     return Server(label, argv, port, "/readyz", work / f"{label}.log", env)
 
 

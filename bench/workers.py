@@ -25,8 +25,6 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # the servers s
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "service"), str(HERE.parent / "client")]
 
-import numpy as np  # noqa: E402
-
 import measure  # noqa: E402
 import peer_model  # noqa: E402
 import report  # noqa: E402
@@ -59,19 +57,16 @@ def main(argv: list[str] | None = None) -> int:
     repo = build_repository(args.work)
     before = load_average()
     w = peer_model.flat_weights()  # the repository's model holds these (build_repository checks)
-    rng = np.random.default_rng(7)
-    distinct = [measure.ours("gradient", 1, "binary", w * (1 + 1e-3 * rng.standard_normal(w.shape)))
-                for _ in range(64)]
+    distinct = measure.distinct_w(w)
     contenders: dict[str, servers.Server] = {}
     results = {}
     try:
         for count in counts:
             for batching in (True, False):
                 label = f"{count} worker{'s' if count > 1 else ''}, batching {'on' if batching else 'off'}"
-                server = servers.gradserve(repo, args.work, batching=batching,
-                                           label=f"workers-{count}-{'on' if batching else 'off'}")
-                server.argv += ["--workers", str(count)]
-                contenders[label] = server.start()
+                contenders[label] = servers.gradserve(
+                    repo, args.work, batching=batching, workers=count,
+                    label=f"workers-{count}-{'on' if batching else 'off'}").start()
         for server in contenders.values():
             server.wait_ready()
         for cell, rows, connections, spread in CELLS:
